@@ -20,8 +20,12 @@ from pvr.registry import Entry
 
 
 def random_convnet(n_layers: int, seed: int = 0) -> nn.Sequential:
-    gen_state = torch.random.get_rng_state()
+    # One thread and a private seed: the orthogonal init (a QR decomposition) gives
+    # bit-identical weights in every process, whatever its thread count, so the
+    # evaluation process rebuilds exactly the encoder that embedded the data.
+    gen_state, threads = torch.random.get_rng_state(), torch.get_num_threads()
     torch.manual_seed(seed)
+    torch.set_num_threads(1)
     try:
         layers: list[nn.Module] = []
         in_ch = 3
@@ -34,6 +38,7 @@ def random_convnet(n_layers: int, seed: int = 0) -> nn.Sequential:
         return nn.Sequential(*layers)
     finally:
         torch.random.set_rng_state(gen_state)
+        torch.set_num_threads(threads)
 
 
 def _make(n_layers: int, name: str, seed: int = 0, path: str | None = None, train: bool = False) -> Encoder:

@@ -1,0 +1,5 @@
+import sys
+
+from pvr.cli import main
+
+sys.exit(main())

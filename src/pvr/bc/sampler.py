@@ -1,0 +1,63 @@
+"""Sequence sampling for training: windows of ``unroll_length`` over the demonstrations.
+
+All episodes (of every training environment) are laid end to end; each epoch cuts
+that stream into windows at a fresh random offset, shuffles them and yields batches.
+Windows cross episode boundaries freely: ``first`` marks each episode start so the
+policy resets its LSTM state there. Padding at the stream's two ends is masked out
+of the loss. The order depends only on (seed, epoch), so a resumed run samples
+exactly what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Demonstrations:
+    """Training data of one or more environments, concatenated: features, actions, episode starts."""
+
+    obs: np.ndarray      # (N, D) float32
+    actions: np.ndarray  # (N,) int64 or (N, A) float32
+    first: np.ndarray    # (N,) bool
+
+    @classmethod
+    def concat(cls, parts: list["Demonstrations"]) -> "Demonstrations":
+        return cls(np.concatenate([p.obs for p in parts]), np.concatenate([p.actions for p in parts]),
+                   np.concatenate([p.first for p in parts]))
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+def episode_starts(episode_ends: np.ndarray, n: int) -> np.ndarray:
+    first = np.zeros(n, dtype=bool)
+    first[np.concatenate([[0], episode_ends[:-1]]).astype(np.int64)] = True
+    return first
+
+
+def batches(data: Demonstrations, *, unroll: int, batch_size: int, seed: int, epoch: int
+            ) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield dicts of time-major tensors: obs (T,B,D), actions (T,B[,A]), first (T,B), mask (T,B)."""
+    rng = np.random.default_rng([seed, epoch])
+    n = len(data)
+    offset = int(rng.integers(unroll)) if n > unroll else 0
+    # window w covers stream positions [offset + (w-1)*unroll, offset + w*unroll)
+    n_windows = -(-(n + (unroll - offset) % unroll) // unroll)
+    starts = offset - unroll + np.arange(n_windows) * unroll if offset else np.arange(n_windows) * unroll
+    order = rng.permutation(len(starts))
+    for b in range(0, len(order), batch_size):
+        idx = starts[order[b : b + batch_size]][None, :] + np.arange(unroll)[:, None]  # (T, B)
+        mask = (idx >= 0) & (idx < n)
+        safe = np.clip(idx, 0, n - 1)
+        first = data.first[safe].copy()
+        first[0] = True  # each window starts from a fresh LSTM state
+        yield {
+            "obs": torch.from_numpy(data.obs[safe]),
+            "actions": torch.from_numpy(data.actions[safe]),
+            "first": torch.from_numpy(first),
+            "mask": torch.from_numpy(mask),
+        }

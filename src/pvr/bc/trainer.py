@@ -1,0 +1,250 @@
+"""Behavioural cloning with evaluation running in parallel, resumable at any kill.
+
+Per epoch e (1..E): train on the demonstrations while the evaluation process tests
+the policy of epoch e-1; then wait for that evaluation (as the original did),
+append epoch e-1's row to ``stats.jsonl``, checkpoint epoch e atomically, and
+hand epoch e's policy to the evaluator. Epoch 0 is the untrained policy.
+Everything random depends only on (seed, epoch), so a run resumed from its last
+checkpoint produces the same rows as an uninterrupted one.
+
+Run directory ``<save_path>/<xpid>/``: ``config.json`` (resolved config),
+``stats.jsonl`` (one row per epoch), ``checkpoint.pt`` (+ ``checkpoint.prev.pt``),
+``policy.pt`` (final policy weights + what is needed to rebuild it), ``done``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import pvr
+import pvr.envs
+from pvr.bc import checkpoint
+from pvr.bc.config import TrainConfig
+from pvr.bc.policy import ActionSpec, Policy
+from pvr.bc.sampler import Demonstrations, batches, episode_starts
+from pvr.bc.stacking import stack_episodes
+from pvr.embed import embed, find_features, load_features, make_encoder, open_dataset
+from pvr.encoders import ENCODERS
+from pvr.errors import PvrError
+from pvr.evaluation.worker import EvalWorker
+from pvr.utils.io import append_jsonl, read_jsonl, write_json
+
+FINAL_POLICY = "policy.pt"
+DONE_MARKER = "done"
+
+
+def _log(msg: str) -> None:
+    tqdm.write(msg, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
+    """Features (stacked), actions and episode starts of every training env, plus facts about them."""
+    parts, facts = [], {"envs": {}}
+    fingerprint = None
+    for env in cfg.envs:
+        with open_dataset(cfg.data_path, env) as ds:
+            encoder = make_encoder(cfg.embedding_name, ds)
+            missing = find_features(ds, encoder) is None
+        if missing:  # embed on demand (what `pvr embed` would do), then read
+            _log(f"{env}: no {encoder.name} features yet; embedding the dataset first")
+            with open_dataset(cfg.data_path, env, mode="a") as wds:
+                embed(wds, encoder)
+        with open_dataset(cfg.data_path, env) as ds:
+            feats = load_features(ds, encoder)
+            ends = ds.episode_ends
+            if cfg.num_trajectories_train:
+                ends = ends[: cfg.num_trajectories_train]
+                feats = feats[: ends[-1]]
+            n = int(ends[-1]) if len(ends) else 0
+            if n == 0:
+                raise PvrError(f"dataset {ds.path} has no episodes; collect some with `pvr collect`")
+            actions = np.asarray(ds["action"][:n])
+            feats = stack_episodes(feats.astype(np.float32), ends, cfg.num_input_frames, cfg.frame_stack_mode)
+            parts.append(Demonstrations(feats, actions, episode_starts(ends, n)))
+            facts["envs"][env] = {"episodes": len(ends), "frames": n, "dataset": str(ds.path),
+                                  "env_kwargs": ds.meta.get("env_kwargs") or {}}
+            if fingerprint not in (None, encoder.fingerprint):
+                raise PvrError("environments were embedded with different encoder weights")
+            fingerprint = encoder.fingerprint
+            facts["encoder_kwargs"] = {"dim": encoder.dim} if encoder.input_key == "true_state" else {}
+    dims = {p.obs.shape[1] for p in parts}
+    if len(dims) != 1:
+        raise PvrError(f"the environments' features have different sizes {sorted(dims)}: train them separately")
+    facts["fingerprint"] = fingerprint
+    facts["obs_dim"] = dims.pop()
+    return Demonstrations.concat(parts), facts
+
+
+def _action_spec(cfg: TrainConfig, env_kwargs: dict[str, dict]) -> ActionSpec:
+    specs = set()
+    for env in cfg.envs:
+        e = pvr.envs.make(env, **env_kwargs[env])
+        try:
+            specs.add(ActionSpec.from_space(e.action_space))
+        finally:
+            e.close()
+    if len(specs) != 1:
+        raise PvrError(f"environments {cfg.envs} have different action spaces; they cannot share a policy")
+    return specs.pop()
+
+
+def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
+    """Create the run directory, or check that an existing one holds this same config. Returns (dir, finished)."""
+    run_dir = Path(cfg.save_path) / cfg.run_id
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        mine = cfg.to_dict()
+        diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k) and k not in ("debug",))
+        if diff:
+            raise PvrError(f"{run_dir} already holds a run with different settings ({', '.join(diff)}); "
+                           "pick another --xpid or --save_path, or delete that directory")
+        return run_dir, (run_dir / DONE_MARKER).exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(cfg_path, cfg.to_dict())
+    return run_dir, False
+
+
+def _row(epoch: int, train: dict | None, test: dict, started: float) -> dict:
+    return {"epoch": epoch, "training_loss": train["loss"] if train else None,
+            "gradient_norm": train["norm"] if train else None, "samples": train["samples"] if train else 0,
+            "test": test, "time": round(time.time() - started, 3)}
+
+
+def _print_test(epoch: int, test: dict) -> None:
+    for env, r in test.items():
+        _log(f"   ___ {epoch} | {env} : return {r['return']}, success {r['success']}")
+
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
+    """Train (or resume, or skip if finished) the run described by ``cfg``; return its directory."""
+    cfg.validate()
+    ENCODERS.get(cfg.embedding_name)  # unknown name: fail before touching anything
+    run_dir, finished = prepare_run_dir(cfg)
+    if finished:
+        _log(f"run {run_dir} is already finished; nothing to do")
+        return run_dir
+    device = torch.device("cuda" if torch.cuda.is_available() and not cfg.disable_cuda else "cpu")
+
+    data, facts = load_demonstrations(cfg)
+    user_kwargs = cfg.env_kwargs_dict()
+    env_kwargs = {env: (user_kwargs or facts["envs"][env]["env_kwargs"]) for env in cfg.envs}
+    action = _action_spec(cfg, env_kwargs)
+    policy_kwargs = dict(hidden_size=cfg.hidden_size, batch_norm=cfg.batch_norm, lstm=not cfg.disable_lstm)
+    torch.manual_seed(cfg.seed)
+    policy = Policy(facts["obs_dim"], action, **policy_kwargs).to(device)
+    optimizer = torch.optim.RMSprop(policy.parameters(), lr=cfg.learning_rate, alpha=cfg.alpha,
+                                    eps=cfg.epsilon, momentum=cfg.momentum)
+    steps_per_epoch = -(-(len(data) + cfg.unroll_length) // cfg.unroll_length) // cfg.batch_size + 1
+    total_steps = max(1, cfg.epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total_steps))
+
+    eval_epochs = {e for e in range(cfg.epochs + 1) if e % cfg.eval_every == 0} | {cfg.epochs}
+    rows = {r["epoch"]: r for r in read_jsonl(run_dir / "stats.jsonl")}
+    ckpt = checkpoint.load(run_dir)
+    start_epoch, last_train = 0, None
+    if ckpt is not None:
+        policy.load_state_dict(ckpt["policy"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, last_train = int(ckpt["epoch"]), ckpt["train"] or None
+        _log(f"resuming {run_dir} from epoch {start_epoch}")
+    # rows past the checkpoint belong to a future we will recompute
+    rows = {e: r for e, r in rows.items() if e <= start_epoch}
+    _rewrite_stats(run_dir, rows)
+    write_json(run_dir / "run.json", {"facts": facts, "action": action.to_dict(), "policy_kwargs": policy_kwargs,
+                                      "env_kwargs": env_kwargs, "pvr_version": pvr.__version__,
+                                      "command": " ".join(sys.argv)})
+
+    spec = dict(embedding_name=cfg.embedding_name, encoder_kwargs=facts["encoder_kwargs"],
+                fingerprint=facts["fingerprint"], obs_dim=facts["obs_dim"], action=action.to_dict(),
+                policy_kwargs=policy_kwargs, envs=cfg.envs, env_kwargs=env_kwargs,
+                episodes=cfg.num_episodes_test, num_envs=cfg.num_envs_test, seed=cfg.seed * 1_000_003,
+                num_input_frames=cfg.num_input_frames, frame_stack_mode=cfg.frame_stack_mode, progress=progress)
+    started = time.time()
+    pending_train: dict[int, dict | None] = {}
+    with EvalWorker(spec) as worker:
+
+        def finish_eval() -> None:
+            epoch, test = worker.result()
+            _print_test(epoch, test)
+            rows[epoch] = _row(epoch, pending_train.pop(epoch), test, started)
+            append_jsonl(run_dir / "stats.jsonl", rows[epoch])
+
+        def save_ckpt(epoch: int, train_stats: dict | None) -> None:
+            checkpoint.save(run_dir, {"epoch": epoch, "policy": policy.state_dict(),
+                                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                      "train": train_stats or {}})
+
+        def after_epoch(epoch: int, train_stats: dict | None) -> None:
+            if epoch in rows:
+                return
+            if epoch in eval_epochs:
+                pending_train[epoch] = train_stats
+                worker.submit(epoch, policy.state_dict())
+            else:
+                rows[epoch] = _row(epoch, train_stats, {}, started)
+                append_jsonl(run_dir / "stats.jsonl", rows[epoch])
+
+        if ckpt is None:
+            save_ckpt(0, None)
+        after_epoch(start_epoch, last_train)
+        bar = tqdm(range(start_epoch + 1, cfg.epochs + 1), desc="epoch", disable=not progress, dynamic_ncols=True,
+                   initial=start_epoch, total=cfg.epochs)
+        for epoch in bar:
+            stats = train_epoch(policy, optimizer, scheduler, data, cfg, epoch, device)
+            _log(f"   ### {epoch} | loss {stats['loss']}, norm {stats['norm']}")
+            if worker.busy():
+                finish_eval()  # training waits for the previous evaluation, as in the original
+            save_ckpt(epoch, stats)
+            after_epoch(epoch, stats)
+        if worker.busy():
+            finish_eval()
+
+    _save_final(run_dir, policy, cfg, facts, action, policy_kwargs)
+    return run_dir
+
+
+def train_epoch(policy: Policy, optimizer, scheduler, data: Demonstrations, cfg: TrainConfig, epoch: int,
+                device: torch.device) -> dict:
+    policy.train()
+    torch.manual_seed(cfg.seed * 100_003 + epoch)
+    losses, norms, samples = [], [], 0
+    for batch in batches(data, unroll=cfg.unroll_length, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out, _ = policy(batch["obs"], batch["first"], policy.initial_state(batch["obs"].shape[1]))
+        loss = policy.loss(out, batch["actions"], batch["mask"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        norms.append(float(norm))
+        samples += int(batch["mask"].sum())
+    return {"loss": float(np.mean(losses)), "norm": float(np.mean(norms)), "samples": samples}
+
+
+def _rewrite_stats(run_dir: Path, rows: dict[int, dict]) -> None:
+    from pvr.utils.io import atomic_path
+
+    with atomic_path(run_dir / "stats.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(rows[e], sort_keys=True) + "\n" for e in sorted(rows)))
+
+
+def _save_final(run_dir: Path, policy: Policy, cfg: TrainConfig, facts: dict, action: ActionSpec,
+                policy_kwargs: dict) -> None:
+    from pvr.utils.io import atomic_path
+
+    with atomic_path(run_dir / FINAL_POLICY) as tmp:
+        torch.save({"policy": policy.state_dict(), "obs_dim": facts["obs_dim"], "action": action.to_dict(),
+                    "policy_kwargs": policy_kwargs, "embedding_name": cfg.embedding_name,
+                    "encoder_kwargs": facts["encoder_kwargs"], "fingerprint": facts["fingerprint"]}, tmp)
+    (run_dir / DONE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")

@@ -1,0 +1,203 @@
+"""``pvr <stage>``: one thin sub-command per pipeline stage.
+
+Each sub-command parses flags (the original's names where it had them) and calls
+the library. A :class:`PvrError` is printed as one line, without a traceback,
+and the exit status is 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pvr.errors import PvrError
+
+
+def _json_dict(text: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PvrError(f"expected a JSON object such as '{{\"max_steps\": 64}}': {e}") from None
+    if not isinstance(value, dict):
+        raise PvrError("expected a JSON object such as '{\"max_steps\": 64}'")
+    return value
+
+
+# -- stages -----------------------------------------------------------------------
+def cmd_collect(a) -> None:
+    from pvr.collect import collect
+
+    path = collect(a.env, a.episodes, a.data_path, expert=a.expert, seed=a.seed, keep_failures=a.keep_failures,
+                   env_kwargs=_json_dict(a.env_kwargs))
+    print(path)
+
+
+def cmd_embed(a) -> None:
+    from pvr.embed import embed, make_encoder, open_dataset
+
+    for env in [e for e in a.env.split(",") if e]:
+        with open_dataset(a.data_path, env, mode="a") as ds:
+            enc = make_encoder(a.embedding_name, ds)
+            arr = embed(ds, enc, batch_size=a.batch_size)
+            print(f"{ds.path}/features/{arr.basename if hasattr(arr, 'basename') else enc.fingerprint}: "
+                  f"{arr.shape[0]} frames x {arr.shape[1]} ({enc.name}, fingerprint {enc.fingerprint})")
+
+
+def cmd_train(a) -> None:
+    from pvr.bc.config import from_namespace
+    from pvr.bc.trainer import train
+
+    run_dir = train(from_namespace(a))
+    print(f"run directory: {run_dir}")
+
+
+def cmd_evaluate(a) -> None:
+    from pvr.evaluation.saved import evaluate_run
+
+    results = evaluate_run(a.run_dir, episodes=a.num_episodes_test, envs=a.env, seed=a.seed,
+                           num_envs=a.num_envs_test)
+    for env, r in results.items():
+        print(f"{env} : return {r['return']}, success {r['success']} ({r['episodes']} episodes)")
+
+
+def cmd_report(a) -> None:
+    from pvr.report import report
+
+    text, png, _ = report(a.run_dirs, a.out)
+    print(text)
+    print(f"\nplot: {png}")
+
+
+def cmd_quickstart(a) -> None:
+    from pvr.quickstart import QuickstartConfig, run
+
+    run(QuickstartConfig(out=a.out, env=a.env, episodes=a.episodes, epochs=a.epochs,
+                         encoders=[e for e in a.encoders.split(",") if e], seed=a.seed))
+
+
+def cmd_convert(a) -> None:
+    import pvr.data
+
+    print(pvr.data.convert(a.src, a.dst, env=a.env, overwrite=a.overwrite))
+
+
+def cmd_encoders(a) -> None:
+    import pvr.encoders as E
+
+    names = E.available(a.pattern)
+    if not names:
+        raise PvrError(f"no encoder matches {a.pattern!r}; `pvr encoders` lists them all")
+    rows = [E.info(n) for n in names]
+    head = ("name", "family", "dim", "input", "weights", "present")
+    cells = [[r["name"], r["family"], str(r["dim"] or "env"), str(r["input_size"]), r["weights"],
+              "yes" if r["present"] else "no"] for r in rows]
+    _print_table(head, cells)
+    print("\nAlso: random<N> (N stride-2 conv layers). Weights folder: $PVR_MODEL_PATH.")
+
+
+def cmd_envs(a) -> None:
+    import pvr.envs
+
+    head = ("suite", "names", "examples", "image", "works here")
+    cells = []
+    for s in pvr.envs.suites():
+        ex = [e for e in s.examples if not a.pattern or __import__("fnmatch").fnmatch(e, a.pattern)]
+        if a.pattern and not ex:
+            continue
+        cells.append([s.name, getattr(s, "pattern", "") or getattr(s, "prefix", ""), ", ".join(ex[:4]),
+                      str(s.image_size), "yes" if s.works else f"no: {s.reason}"])
+    _print_table(head, cells)
+
+
+def _print_table(head, cells) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *cells)]
+    for row in [head, ["-" * w for w in widths], *cells]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+# -- parser -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from pvr.bc.config import add_arguments
+
+    p = argparse.ArgumentParser(prog="pvr", description="Which pre-trained vision model is best for control? "
+                                "collect → embed → train ⇄ evaluate → report")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+
+    s = sub.add_parser("collect", help="collect expert demonstrations into <data_path>/<env>.zarr")
+    s.add_argument("--env", required=True)
+    s.add_argument("--episodes", type=int, required=True, help="total episodes the dataset should hold")
+    s.add_argument("--data_path", default="pvr_data")
+    s.add_argument("--expert", default=None, help="expert kind (default: the suite's)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--keep-failures", "--keep_failures", dest="keep_failures", action="store_true",
+                   help="also keep episodes the expert failed")
+    s.add_argument("--env_kwargs", default="", help="JSON dict for pvr.envs.make, e.g. '{\"max_steps\": 64}'")
+    s.set_defaults(fn=cmd_collect)
+
+    s = sub.add_parser("embed", help="embed every frame of a dataset with an encoder (cached by fingerprint)")
+    s.add_argument("--env", required=True, help="environment name(s), comma-separated")
+    s.add_argument("--embedding_name", required=True)
+    s.add_argument("--data_path", default="pvr_data")
+    s.add_argument("--batch_size", type=int, default=64)
+    s.set_defaults(fn=cmd_embed)
+
+    s = sub.add_parser("train", help="behavioural cloning with parallel evaluation")
+    add_arguments(s)
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="evaluate a saved run's policy")
+    s.add_argument("run_dir")
+    s.add_argument("--num_episodes_test", type=int, default=50)
+    s.add_argument("--num_envs_test", type=int, default=8)
+    s.add_argument("--env", default=None, help="environments (default: the run's), comma-separated")
+    s.add_argument("--seed", type=int, default=None, help="episode seed base (default: the run's)")
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("report", help="table and plot comparing encoders, from run directories")
+    s.add_argument("run_dirs", nargs="+")
+    s.add_argument("--out", default=None, help="where to write success.png and summary.json (default: first path)")
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("quickstart", help="the whole pipeline on a small MiniGrid level, in minutes")
+    s.add_argument("--out", default="pvr_quickstart")
+    s.add_argument("--env", default="MiniGrid-DoorKey-5x5-v0")
+    s.add_argument("--episodes", type=int, default=None)
+    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--encoders", default="random,efficientnet_lite0,true_state")
+    s.add_argument("--seed", type=int, default=1)
+    s.set_defaults(fn=cmd_quickstart)
+
+    s = sub.add_parser("convert", help="legacy pickle <-> store, chosen by file type")
+    s.add_argument("src")
+    s.add_argument("dst")
+    s.add_argument("--env", default=None, help="environment name (default: the source file's stem)")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=cmd_convert)
+
+    s = sub.add_parser("encoders", help="list encoders")
+    s.add_argument("--pattern", default=None, help="shell-style filter, e.g. 'efficientnet_*'")
+    s.set_defaults(fn=cmd_encoders)
+
+    s = sub.add_parser("envs", help="list environment suites")
+    s.add_argument("--pattern", default=None)
+    s.set_defaults(fn=cmd_envs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except PvrError as e:
+        print(f"pvr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pvr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

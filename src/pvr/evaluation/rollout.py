@@ -1,0 +1,84 @@
+"""Run a policy in B environments at once with ONE batched encoder + policy call per step.
+
+Episode i (0-based) of an evaluation is reset with seed ``seed + i``, so every
+evaluation point, every encoder and every resumed run faces the same episodes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import pvr.envs
+from pvr.bc.policy import Policy
+from pvr.bc.stacking import OnlineStacker
+from pvr.encoders import Encoder
+
+
+def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
+    if encoder.input_key == "true_state":
+        batch = torch.as_tensor(np.stack([i["true_state"] for i in infos]), dtype=torch.float32)
+    else:
+        batch = torch.as_tensor(np.stack(obs))
+    with torch.inference_mode():
+        return encoder(batch).numpy()
+
+
+def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, seed: int = 0,
+             num_envs: int = 8, env_kwargs: dict | None = None, num_input_frames: int = 1,
+             frame_stack_mode: str = "cat", desc: str | None = None, progress: bool = True,
+             envs: list | None = None) -> dict:
+    """Mean return, success rate and length over ``episodes`` episodes (deterministic actions)."""
+    if episodes <= 0:
+        return {"return": float("nan"), "success": float("nan"), "length": float("nan"), "episodes": 0}
+    own = envs is None
+    b = min(num_envs, episodes)
+    envs = envs[:b] if envs is not None else [pvr.envs.make(env_name, **(env_kwargs or {})) for _ in range(b)]
+    policy.eval()
+    encoder.eval()
+    stacker = OnlineStacker(b, num_input_frames, frame_stack_mode)
+    state = policy.initial_state(b)
+    returns, successes, lengths = [], [], []
+    next_episode = 0
+    active = np.zeros(b, dtype=bool)
+    obs: list = [None] * b
+    infos: list = [None] * b
+    ep_ret = np.zeros(b)
+    ep_len = np.zeros(b, dtype=int)
+    ep_success = np.zeros(b, dtype=bool)
+    first = np.ones(b, dtype=bool)
+    bar = tqdm(total=episodes, desc=desc or env_name, leave=False, disable=not progress, dynamic_ncols=True)
+    try:
+        def start(j: int) -> None:
+            nonlocal next_episode
+            obs[j], infos[j] = envs[j].reset(seed=seed + next_episode)
+            next_episode += 1
+            active[j], first[j] = True, True
+            ep_ret[j], ep_len[j], ep_success[j] = 0.0, 0, bool(infos[j].get("success", False))
+
+        for j in range(b):
+            start(j)
+        while active.any():
+            feats = _encode(encoder, obs, infos)  # inactive slots carry their last frame; results ignored
+            x = torch.from_numpy(stacker(feats, first.copy()).astype(np.float32))
+            actions, state = policy.act(x, torch.from_numpy(first.copy()), state)
+            actions = actions.numpy()
+            first[:] = False
+            for j in np.flatnonzero(active):
+                obs[j], r, term, trunc, infos[j] = envs[j].step(actions[j])
+                ep_ret[j] += float(r)
+                ep_len[j] += 1
+                ep_success[j] |= bool(infos[j].get("success", False))
+                if term or trunc:
+                    returns.append(ep_ret[j]); successes.append(ep_success[j]); lengths.append(ep_len[j])
+                    bar.update(1)
+                    active[j] = False
+                    if next_episode < episodes:
+                        start(j)
+    finally:
+        bar.close()
+        if own:
+            for e in envs:
+                e.close()
+    return {"return": float(np.mean(returns)), "success": float(np.mean(successes)),
+            "length": float(np.mean(lengths)), "episodes": len(returns)}

@@ -1,0 +1,57 @@
+"""Evaluate a finished (or interrupted) run from its saved policy: ``pvr evaluate RUN_DIR``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from pvr.bc.policy import ActionSpec, Policy
+from pvr.embed import make_encoder
+from pvr.errors import PvrError
+from pvr.evaluation.rollout import evaluate
+
+
+def load_policy(run_dir: str | Path) -> tuple[Policy, dict]:
+    run_dir = Path(run_dir)
+    final = run_dir / "policy.pt"
+    if final.exists():
+        saved = torch.load(final, map_location="cpu", weights_only=True)
+        meta = saved
+    else:
+        from pvr.bc import checkpoint
+
+        ckpt = checkpoint.load(run_dir)
+        if ckpt is None or not (run_dir / "run.json").exists():
+            raise PvrError(f"{run_dir} has neither policy.pt nor a checkpoint; is it a pvr run directory?")
+        meta = json.loads((run_dir / "run.json").read_text())
+        meta = {"policy": ckpt["policy"], "obs_dim": meta["facts"]["obs_dim"], "action": meta["action"],
+                "policy_kwargs": meta["policy_kwargs"], "encoder_kwargs": meta["facts"]["encoder_kwargs"],
+                "fingerprint": meta["facts"]["fingerprint"]}
+    policy = Policy(meta["obs_dim"], ActionSpec.from_dict(meta["action"]), **meta["policy_kwargs"])
+    policy.load_state_dict(meta["policy"])
+    return policy, meta
+
+
+def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = None, seed: int | None = None,
+                 num_envs: int = 8, progress: bool = True) -> dict[str, dict]:
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise PvrError(f"{run_dir} is not a run directory (no config.json)")
+    cfg = json.loads(cfg_path.read_text())
+    policy, meta = load_policy(run_dir)
+    encoder = make_encoder(cfg["embedding_name"], **meta["encoder_kwargs"])
+    if encoder.fingerprint != meta["fingerprint"]:
+        raise PvrError(f"encoder {cfg['embedding_name']} now has fingerprint {encoder.fingerprint}, but the run "
+                       f"was trained on {meta['fingerprint']}: its weights or preprocessing changed")
+    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    names = [e for e in (envs or cfg["env"]).split(",") if e]
+    out = {}
+    for name in names:
+        kwargs = run_info.get("env_kwargs", {}).get(name, {})
+        out[name] = evaluate(policy, encoder, name, episodes=episodes, num_envs=num_envs, env_kwargs=kwargs,
+                             seed=cfg["seed"] * 1_000_003 if seed is None else seed,
+                             num_input_frames=cfg["num_input_frames"], frame_stack_mode=cfg["frame_stack_mode"],
+                             progress=progress)
+    return out

@@ -1,0 +1,143 @@
+"""Evaluation in a separate process, in parallel with training.
+
+One worker process holds one encoder, one policy and the evaluation environments
+for the whole run (no model copy per environment). The trainer ``submit``s the
+policy weights of an epoch (serialised bytes, so training can keep updating its
+own tensors) and later collects ``result()``. The worker dies with its parent,
+SIGKILL included.
+"""
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import os
+import queue
+import traceback
+
+import torch
+
+from pvr.errors import PvrError
+
+
+def _serialise(state_dict: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
+    return buf.getvalue()
+
+
+def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
+    from pvr.utils.procs import die_with_parent
+
+    die_with_parent(parent_pid)
+    torch.set_num_threads(spec.get("threads", 1))
+    try:
+        import pvr.envs
+        from pvr.bc.policy import ActionSpec, Policy
+        from pvr.embed import make_encoder
+        from pvr.evaluation.rollout import evaluate
+
+        encoder = make_encoder(spec["embedding_name"], **spec["encoder_kwargs"])
+        if encoder.fingerprint != spec["fingerprint"]:
+            raise PvrError(f"encoder {spec['embedding_name']} in the evaluation process has fingerprint "
+                           f"{encoder.fingerprint}, but training used {spec['fingerprint']}: its weights or "
+                           "preprocessing changed")
+        policy = Policy(spec["obs_dim"], ActionSpec.from_dict(spec["action"]), **spec["policy_kwargs"])
+        envs = {name: [pvr.envs.make(name, **spec["env_kwargs"][name])
+                       for _ in range(min(spec["num_envs"], max(spec["episodes"], 1)))] for name in spec["envs"]}
+        results.put(("ready", None, None))
+    except BaseException as e:  # report, then exit
+        results.put(("error", None, _describe(e)))
+        return
+    try:
+        while True:
+            msg = requests.get()
+            if msg is None:
+                break
+            epoch, blob = msg
+            try:
+                policy.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+                out = {}
+                for name, env_list in envs.items():
+                    out[name] = evaluate(policy, encoder, name, episodes=spec["episodes"], seed=spec["seed"],
+                                         num_envs=spec["num_envs"], num_input_frames=spec["num_input_frames"],
+                                         frame_stack_mode=spec["frame_stack_mode"], envs=env_list,
+                                         desc=f"{name} @ {epoch}", progress=spec.get("progress", True))
+                results.put(("result", epoch, out))
+            except BaseException as e:
+                results.put(("error", epoch, _describe(e)))
+                return
+    finally:
+        for env_list in envs.values():
+            for e in env_list:
+                e.close()
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, PvrError):
+        return str(e)
+    return f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+
+
+class EvalWorker:
+    """Handle to the evaluation process. Use as a context manager so it is always closed."""
+
+    def __init__(self, spec: dict):
+        ctx = mp.get_context("spawn")
+        self._requests = ctx.Queue()
+        self._results = ctx.Queue()
+        self.proc = ctx.Process(target=_worker_main, args=(spec, self._requests, self._results, os.getpid()),
+                                daemon=True, name="pvr-eval")
+        self.proc.start()
+        self.in_flight: int | None = None
+        self._wait("ready")
+
+    def _get(self, timeout: float | None = None):
+        while True:
+            try:
+                return self._results.get(timeout=1.0 if timeout is None else timeout)
+            except queue.Empty:
+                if not self.proc.is_alive():
+                    raise RuntimeError(f"the evaluation process died (exit code {self.proc.exitcode})") from None
+                if timeout is not None:
+                    raise
+
+    def _wait(self, kind: str):
+        tag, epoch, payload = self._get()
+        if tag == "error":
+            raise PvrError(f"evaluation failed: {payload}")
+        assert tag == kind, (tag, kind)
+        return epoch, payload
+
+    def submit(self, epoch: int, state_dict: dict) -> None:
+        assert self.in_flight is None, "one evaluation at a time"
+        self._requests.put((epoch, _serialise(state_dict)))
+        self.in_flight = epoch
+
+    def busy(self) -> bool:
+        return self.in_flight is not None
+
+    def result(self) -> tuple[int, dict]:
+        """Block until the in-flight evaluation finishes; return (epoch, {env: stats})."""
+        epoch, out = self._wait("result")
+        assert epoch == self.in_flight, (epoch, self.in_flight)
+        self.in_flight = None
+        return epoch, out
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            try:
+                self._requests.put(None)
+            except (OSError, ValueError):
+                pass
+            self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self._requests.cancel_join_thread()
+        self._results.cancel_join_thread()
+
+    def __enter__(self) -> "EvalWorker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
