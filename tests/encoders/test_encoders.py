@@ -121,3 +121,28 @@ def test_torchvision_weights_load_from_model_path(tmp_path, monkeypatch):
     torch.save(sd, tmp_path / "resnet18-f37072fd.pth")
     with pytest.raises(PvrError, match="missing keys.*layer1.0.conv1.weight.*unexpected keys.*bogus.weight"):
         E.create("resnet18")
+
+
+def test_user_registers_own_encoder_from_own_module(tmp_path, monkeypatch):
+    (tmp_path / "my_encoders.py").write_text(
+        "import torch\n"
+        "from pvr.encoders import Encoder, Preprocess, register_encoder\n"
+        "@register_encoder('my_pool', family='mine', dim=3, input_size=32)\n"
+        "def my_pool(train=False, **kw):\n"
+        "    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())\n"
+        "    return Encoder('my_pool', net, Preprocess(resize=32, crop=32), trainable=train)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    importlib.import_module("my_encoders")
+    try:
+        assert "my_pool" in E.available("my_*")
+        enc = E.create("my_pool")
+        x = torch.full((2, 40, 50, 3), 255, dtype=torch.uint8)
+        expected = (1.0 - torch.tensor(E.base.IMAGENET_MEAN)) / torch.tensor(E.base.IMAGENET_STD)
+        assert torch.allclose(enc(x), expected.expand(2, 3), atol=1e-4)
+    finally:
+        from pvr.encoders.registry import ENCODERS
+
+        ENCODERS._entries.pop("my_pool", None)
