@@ -192,6 +192,10 @@ def test_cli_unknown_encoder_is_one_line_and_nonzero(data_path, tmp_path):
 def test_cli_missing_data_and_unknown_env(tmp_path):
     r = pvr_cli("embed", "--env", ENV, "--embedding_name", "random", "--data_path", str(tmp_path))
     assert r.returncode != 0 and "pvr collect" in r.stderr and "Traceback" not in r.stderr
+    r = pvr_cli("train", "--env", ENV, "--embedding_name", "random", "--data_path", str(tmp_path / "d"),
+                "--save_path", str(tmp_path / "runs"))
+    assert r.returncode == 2 and "pvr collect" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists()  # no half-made run directory
     r = pvr_cli("collect", "--env", "MiniGrid-DoorKey-5x5-v9", "--episodes", "1", "--data_path", str(tmp_path))
     assert r.returncode != 0 and "MiniGrid-DoorKey-5x5-v0" in r.stderr and "Traceback" not in r.stderr
 
@@ -237,3 +241,27 @@ def test_cli_listings():
     assert "resnet50" not in pvr_cli("encoders", "--pattern", "eff*").stdout
     r = pvr_cli("envs")
     assert r.returncode == 0 and "MiniGrid" in r.stdout
+
+
+def test_cli_plugin_registers_user_encoder_and_trains_with_it(data_path, tmp_path):
+    (tmp_path / "my_plugin.py").write_text(
+        "import torch\n"
+        "from pvr.encoders import Encoder, Preprocess, register_encoder\n"
+        "@register_encoder('tiny_pool', family='mine', dim=3, input_size=16)\n"
+        "def tiny_pool(train=False, **kw):\n"
+        "    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())\n"
+        "    return Encoder('tiny_pool', net, Preprocess(resize=16, crop=16), trainable=train)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "pvr", "--plugin", "my_plugin", "encoders", "--pattern", "tiny*"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and "tiny_pool" in r.stdout and "mine" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "pvr", "--plugin", "my_plugin", "train", "--env", ENV,
+                        "--embedding_name", "tiny_pool", "--data_path", str(data_path), "--save_path",
+                        str(tmp_path / "runs"), "--xpid", "t", "--epochs", "1", "--num_episodes_test", "2",
+                        "--hidden_size", "8", "--unroll_length", "8"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "runs" / "t" / "done").exists()
+    r = pvr_cli("--plugin", "no_such_module_xyz", "encoders")
+    assert r.returncode == 2 and "no_such_module_xyz" in r.stderr and "Traceback" not in r.stderr

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="pvr", description="Which pre-trained vision model is best for control? "
                                 "collect → embed → train ⇄ evaluate → report")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (repeatable), e.g. one that registers your own encoders; "
+                        "packages can also declare an entry point in the group 'pvr.plugins'")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
 
     s = sub.add_parser("collect", help="collect expert demonstrations into <data_path>/<env>.zarr")
@@ -186,9 +189,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_plugins(modules: list[str]) -> None:
+    """Import user modules that register encoders/envs/experts: ``--plugin`` and entry points."""
+    import importlib
+    import importlib.metadata
+
+    for ep in importlib.metadata.entry_points(group="pvr.plugins"):
+        ep.load()
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise PvrError(f"--plugin {name}: cannot import it ({e}); is it on PYTHONPATH or installed?") from None
+
+
+def _terminate(signum, frame):
+    # SIGTERM (Slurm, `kill`) unwinds like Ctrl-C: `finally` blocks close the
+    # evaluation process and the last checkpoint stays the newest complete one.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
+        load_plugins(args.plugin)
         args.fn(args)
     except PvrError as e:
         print(f"pvr {args.command}: error: {e}", file=sys.stderr)

@@ -21,7 +21,8 @@ def test_available_lists_quickstart_encoders_and_filters():
     assert E.available("efficientnet_*") == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 
 
-@pytest.mark.parametrize("name,dim", [("random", 1568), ("random3", 32 * 28 * 28), ("efficientnet_lite0", 1280)])
+@pytest.mark.parametrize("name,dim", [("random", 1568), ("random3", 32 * 28 * 28), ("efficientnet_lite0", 1280),
+                                      ("efficientnet_lite1", 1280), ("efficientnet_lite2", 1280)])
 def test_image_encoders_map_uint8_frames_to_flat_features(name, dim):
     enc = E.create(name)
     out = enc(frames())

@@ -95,21 +95,19 @@ def _action_spec(cfg: TrainConfig, env_kwargs: dict[str, dict]) -> ActionSpec:
     return specs.pop()
 
 
-def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
-    """Create the run directory, or check that an existing one holds this same config. Returns (dir, finished)."""
+def check_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
+    """The run directory and whether it holds a finished run; refuses one with other settings. Writes nothing."""
     run_dir = Path(cfg.save_path) / cfg.run_id
     cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        mine = cfg.to_dict()
-        diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k) and k not in ("debug",))
-        if diff:
-            raise PvrError(f"{run_dir} already holds a run with different settings ({', '.join(diff)}); "
-                           "pick another --xpid or --save_path, or delete that directory")
-        return run_dir, (run_dir / DONE_MARKER).exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(cfg_path, cfg.to_dict())
-    return run_dir, False
+    if not cfg_path.exists():
+        return run_dir, False
+    old = json.loads(cfg_path.read_text())
+    mine = cfg.to_dict()
+    diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k) and k not in ("debug",))
+    if diff:
+        raise PvrError(f"{run_dir} already holds a run with different settings ({', '.join(diff)}); "
+                       "pick another --xpid or --save_path, or delete that directory")
+    return run_dir, (run_dir / DONE_MARKER).exists()
 
 
 def _row(epoch: int, train: dict | None, test: dict, started: float) -> dict:
@@ -127,7 +125,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     """Train (or resume, or skip if finished) the run described by ``cfg``; return its directory."""
     cfg.validate()
     ENCODERS.get(cfg.embedding_name)  # unknown name: fail before touching anything
-    run_dir, finished = prepare_run_dir(cfg)
+    run_dir, finished = check_run_dir(cfg)
     if finished:
         _log(f"run {run_dir} is already finished; nothing to do")
         return run_dir
@@ -137,6 +135,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     user_kwargs = cfg.env_kwargs_dict()
     env_kwargs = {env: (user_kwargs or facts["envs"][env]["env_kwargs"]) for env in cfg.envs}
     action = _action_spec(cfg, env_kwargs)
+    if not (run_dir / "config.json").exists():  # created only once the inputs are known to be good
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", cfg.to_dict())
     policy_kwargs = dict(hidden_size=cfg.hidden_size, batch_norm=cfg.batch_norm, lstm=not cfg.disable_lstm)
     torch.manual_seed(cfg.seed)
     policy = Policy(facts["obs_dim"], action, **policy_kwargs).to(device)
