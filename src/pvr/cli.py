@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+import pvr.plugins
 from pvr.errors import PvrError
 
 
@@ -189,20 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_plugins(modules: list[str]) -> None:
-    """Import user modules that register encoders/envs/experts: ``--plugin`` and entry points."""
-    import importlib
-    import importlib.metadata
-
-    for ep in importlib.metadata.entry_points(group="pvr.plugins"):
-        ep.load()
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise PvrError(f"--plugin {name}: cannot import it ({e}); is it on PYTHONPATH or installed?") from None
-
-
 def _terminate(signum, frame):
     # SIGTERM (Slurm, `kill`) unwinds like Ctrl-C: `finally` blocks close the
     # evaluation process and the last checkpoint stays the newest complete one.
@@ -215,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        load_plugins(args.plugin)
+        pvr.plugins.load(args.plugin)
         args.fn(args)
     except PvrError as e:
         print(f"pvr {args.command}: error: {e}", file=sys.stderr)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 import pvr
 import pvr.envs
+import pvr.plugins
 from pvr.bc import checkpoint
 from pvr.bc.config import TrainConfig
 from pvr.bc.policy import ActionSpec, Policy
@@ -164,7 +165,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                                       "env_kwargs": env_kwargs, "pvr_version": pvr.__version__,
                                       "command": " ".join(sys.argv)})
 
-    spec = dict(embedding_name=cfg.embedding_name, encoder_kwargs=facts["encoder_kwargs"],
+    # the worker imports what registered this encoder (a --plugin, or the user's own module)
+    plugins = pvr.plugins.loaded() + [ENCODERS.get(cfg.embedding_name).factory.__module__]
+    spec = dict(plugins=plugins, embedding_name=cfg.embedding_name, encoder_kwargs=facts["encoder_kwargs"],
                 fingerprint=facts["fingerprint"], obs_dim=facts["obs_dim"], action=action.to_dict(),
                 policy_kwargs=policy_kwargs, envs=cfg.envs, env_kwargs=env_kwargs,
                 episodes=cfg.num_episodes_test, num_envs=cfg.num_envs_test, seed=cfg.seed * 1_000_003,

@@ -32,7 +32,10 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
     torch.set_num_threads(spec.get("threads", 1))
     try:
         import pvr.envs
+        import pvr.plugins
         from pvr.bc.policy import ActionSpec, Policy
+
+        pvr.plugins.load(spec.get("plugins", []))
         from pvr.embed import make_encoder
         from pvr.evaluation.rollout import evaluate
 
