@@ -104,10 +104,10 @@ def test_train_writes_run_dir_and_resumes_identically(data_path, tmp_path, monke
     assert set(rows[2]["test"][ENV]) >= {"return", "success"}
 
     real = trainer.train_epoch
-    def dies_at_3(policy, opt, sched, data, cfg, epoch, device):
+    def dies_at_3(policy, opt, sched, data, cfg, epoch, *rest):
         if epoch == 3:
             raise KeyboardInterrupt
-        return real(policy, opt, sched, data, cfg, epoch, device)
+        return real(policy, opt, sched, data, cfg, epoch, *rest)
 
     monkeypatch.setattr(trainer, "train_epoch", dies_at_3)
     with pytest.raises(KeyboardInterrupt):
@@ -265,3 +265,25 @@ def test_cli_plugin_registers_user_encoder_and_trains_with_it(data_path, tmp_pat
     assert (tmp_path / "runs" / "t" / "done").exists()
     r = pvr_cli("--plugin", "no_such_module_xyz", "encoders")
     assert r.returncode == 2 and "no_such_module_xyz" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_embedding_fine_tunes_the_encoder_and_evaluates_it(data_path, tmp_path):
+    import torch
+
+    from pvr.bc import trainer
+    from pvr.embed import make_encoder
+    from pvr.evaluation.saved import evaluate_run
+
+    cfg = tiny_config(data_path, tmp_path, embedding_name="random2", train_embedding=True, epochs=2,
+                      num_input_frames=2, frame_stack_mode="diff", unroll_length=4, batch_size=4)
+    run = trainer.train(cfg, progress=False)
+    saved = torch.load(run / "policy.pt", weights_only=True)
+    init = make_encoder("random2").state_dict()
+    tuned = saved["encoder"]
+    assert set(tuned) == set(init)
+    assert any(not torch.equal(tuned[k], init[k]) for k in init), "the encoder did not train"
+    assert saved["obs_dim"] == 2 * make_encoder("random2").dim
+    rows = rows_without_time(run)
+    assert rows[-1]["epoch"] == 2 and rows[-1]["training_loss"] > 0
+    again = evaluate_run(run, episodes=3, num_envs=3, progress=False)[ENV]
+    assert again["success"] == rows[-1]["test"][ENV]["success"]

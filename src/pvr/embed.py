@@ -25,6 +25,7 @@ import pvr.data
 import pvr.encoders
 from pvr.encoders import Encoder
 from pvr.errors import PvrError
+from pvr.utils import default_device
 
 FEATURES_GROUP = "features"
 
@@ -82,8 +83,10 @@ def find_features(ds, encoder: Encoder):
     return arr
 
 
-def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True):
-    """Embed every frame of ``ds`` (opened with mode="a") with ``encoder``; return the feature array."""
+def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, device: str | None = None):
+    """Embed every frame of ``ds`` (opened with mode="a") with ``encoder``; return the feature array.
+
+    Runs on the GPU when there is one (``device`` overrides)."""
     done = find_features(ds, encoder)
     if done is not None:
         return done
@@ -112,12 +115,15 @@ def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True):
             return np.asarray(source[a : min(a + batch_size, n)])
 
         encoder.eval()
+        if device is None:
+            device = default_device()
+        encoder.to(device)
         with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
             pending = pool.submit(read, starts[0]) if starts else None
             for i, a in enumerate(starts):
                 batch = pending.result()
                 pending = pool.submit(read, starts[i + 1]) if i + 1 < len(starts) else None
-                feats = encoder(torch.from_numpy(batch)).numpy()
+                feats = encoder(torch.from_numpy(batch).to(device)).cpu().numpy()
                 arr[a : a + len(feats)] = feats
                 arr.attrs["frames_done"] = a + len(feats)
                 bar.update(len(feats))

@@ -32,6 +32,7 @@ class TrainConfig:
     env_kwargs: str = _f("", "JSON dict of keyword arguments for pvr.envs.make at evaluation "
                               "(default: those recorded in the dataset)")
     num_trajectories_train: int | None = _f(None, "use only the first N demonstrations per environment")
+    train_embedding: bool = _f(False, "fine-tune the encoder on raw frames with the policy (slow on a CPU)")
     batch_norm: bool = _f(False, "BatchNorm1d over the embedding at the input of the policy")
     disable_lstm: bool = _f(False, "MLP policy without the 2-layer LSTM")
     hidden_size: int = _f(1024, "width of the MLP layers and the LSTM")

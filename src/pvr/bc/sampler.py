@@ -18,16 +18,26 @@ import torch
 
 @dataclass
 class Demonstrations:
-    """Training data of one or more environments, concatenated: features, actions, episode starts."""
+    """Training data of one or more environments, concatenated: inputs, actions, episode starts.
 
-    obs: np.ndarray      # (N, D) float32
+    ``obs`` holds stacked features (N, D) for a frozen encoder. When the encoder is
+    fine-tuned it holds the raw encoder inputs (frames or states) instead, and
+    ``stack_index`` (N, K) says which of them make up each step's observation.
+    """
+
+    obs: np.ndarray      # (N, D) float32, or raw inputs when fine-tuning
     actions: np.ndarray  # (N,) int64 or (N, A) float32
     first: np.ndarray    # (N,) bool
+    stack_index: np.ndarray | None = None  # (N, K) int64, fine-tuning only
 
     @classmethod
     def concat(cls, parts: list["Demonstrations"]) -> "Demonstrations":
+        stack = None
+        if parts[0].stack_index is not None:
+            offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+            stack = np.concatenate([p.stack_index + o for p, o in zip(parts, offsets)])
         return cls(np.concatenate([p.obs for p in parts]), np.concatenate([p.actions for p in parts]),
-                   np.concatenate([p.first for p in parts]))
+                   np.concatenate([p.first for p in parts]), stack)
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -41,7 +51,8 @@ def episode_starts(episode_ends: np.ndarray, n: int) -> np.ndarray:
 
 def batches(data: Demonstrations, *, unroll: int, batch_size: int, seed: int, epoch: int
             ) -> Iterator[dict[str, torch.Tensor]]:
-    """Yield dicts of time-major tensors: obs (T,B,D), actions (T,B[,A]), first (T,B), mask (T,B)."""
+    """Yield dicts of time-major tensors: obs (T,B,D) (frozen encoder only), index (T,B) into the
+    stream, actions (T,B[,A]), first (T,B), mask (T,B)."""
     rng = np.random.default_rng([seed, epoch])
     n = len(data)
     offset = int(rng.integers(unroll)) if n > unroll else 0
@@ -56,7 +67,8 @@ def batches(data: Demonstrations, *, unroll: int, batch_size: int, seed: int, ep
         first = data.first[safe].copy()
         first[0] = True  # each window starts from a fresh LSTM state
         yield {
-            "obs": torch.from_numpy(data.obs[safe]),
+            "index": torch.from_numpy(safe),
+            **({"obs": torch.from_numpy(data.obs[safe])} if data.stack_index is None else {}),
             "actions": torch.from_numpy(data.actions[safe]),
             "first": torch.from_numpy(first),
             "mask": torch.from_numpy(mask),

@@ -10,24 +10,35 @@ from __future__ import annotations
 import numpy as np
 
 
-def combine(window: np.ndarray, mode: str) -> np.ndarray:
-    """(..., K, D) embeddings, oldest first → (..., K*D)."""
-    if mode == "diff" and window.shape[-2] > 1:
-        window = np.concatenate([np.diff(window, axis=-2), window[..., -1:, :]], axis=-2)
-    elif mode not in ("cat", "diff"):
+def combine(window, mode: str):
+    """(..., K, D) embeddings, oldest first → (..., K*D); numpy arrays or torch tensors."""
+    if mode not in ("cat", "diff"):
         raise ValueError(f"unknown frame_stack_mode {mode!r}")
+    if mode == "diff" and window.shape[-2] > 1:
+        parts = [window[..., 1:, :] - window[..., :-1, :], window[..., -1:, :]]
+        if isinstance(window, np.ndarray):
+            window = np.concatenate(parts, axis=-2)
+        else:
+            import torch
+
+            window = torch.cat(parts, -2)
     return window.reshape(*window.shape[:-2], -1)
+
+
+def stack_indices(episode_ends: np.ndarray, k: int) -> np.ndarray:
+    """(N, K) frame indices t-K+1 .. t of each frame, clamped to the start of its episode."""
+    ends = np.asarray(episode_ends, dtype=np.int64)
+    n = int(ends[-1]) if len(ends) else 0
+    starts = np.repeat(np.concatenate([[0], ends[:-1]]), np.diff(np.concatenate([[0], ends])))
+    idx = np.arange(n)[:, None] - np.arange(k - 1, -1, -1)[None, :]
+    return np.maximum(idx, starts[:, None])
 
 
 def stack_episodes(features: np.ndarray, episode_ends: np.ndarray, k: int, mode: str) -> np.ndarray:
     """Stack every frame of concatenated episodes with its K-1 predecessors from the same episode."""
     if k == 1:
         return features
-    n = len(features)
-    starts = np.repeat(np.concatenate([[0], episode_ends[:-1]]), np.diff(np.concatenate([[0], episode_ends])))
-    idx = np.arange(n)[:, None] - np.arange(k - 1, -1, -1)[None, :]  # (N, K): t-K+1 .. t
-    idx = np.maximum(idx, starts[:, None])
-    return combine(features[idx], mode)
+    return combine(features[stack_indices(episode_ends, k)], mode)
 
 
 class OnlineStacker:

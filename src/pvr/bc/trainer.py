@@ -29,11 +29,12 @@ from pvr.bc import checkpoint
 from pvr.bc.config import TrainConfig
 from pvr.bc.policy import ActionSpec, Policy
 from pvr.bc.sampler import Demonstrations, batches, episode_starts
-from pvr.bc.stacking import stack_episodes
+from pvr.bc.stacking import combine, stack_episodes, stack_indices
 from pvr.embed import embed, find_features, load_features, make_encoder, open_dataset
 from pvr.encoders import ENCODERS
 from pvr.errors import PvrError
 from pvr.evaluation.worker import EvalWorker
+from pvr.utils import default_device
 from pvr.utils.io import append_jsonl, read_jsonl, write_json
 
 FINAL_POLICY = "policy.pt"
@@ -46,40 +47,49 @@ def _log(msg: str) -> None:
 
 
 def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
-    """Features (stacked), actions and episode starts of every training env, plus facts about them."""
+    """Inputs, actions and episode starts of every training env, plus facts about them.
+
+    With a frozen encoder the inputs are its cached features, stacked; with
+    ``--train_embedding`` they are the raw frames (or states) with stacking indices.
+    """
     parts, facts = [], {"envs": {}}
     fingerprint = None
+    k = cfg.num_input_frames
     for env in cfg.envs:
         with open_dataset(cfg.data_path, env) as ds:
             encoder = make_encoder(cfg.embedding_name, ds)
-            missing = find_features(ds, encoder) is None
+            missing = not cfg.train_embedding and find_features(ds, encoder) is None
         if missing:  # embed on demand (what `pvr embed` would do), then read
             _log(f"{env}: no {encoder.name} features yet; embedding the dataset first")
             with open_dataset(cfg.data_path, env, mode="a") as wds:
                 embed(wds, encoder)
         with open_dataset(cfg.data_path, env) as ds:
-            feats = load_features(ds, encoder)
             ends = ds.episode_ends
             if cfg.num_trajectories_train:
                 ends = ends[: cfg.num_trajectories_train]
-                feats = feats[: ends[-1]]
             n = int(ends[-1]) if len(ends) else 0
             if n == 0:
                 raise PvrError(f"dataset {ds.path} has no episodes; collect some with `pvr collect`")
             actions = np.asarray(ds["action"][:n])
-            feats = stack_episodes(feats.astype(np.float32), ends, cfg.num_input_frames, cfg.frame_stack_mode)
-            parts.append(Demonstrations(feats, actions, episode_starts(ends, n)))
+            if cfg.train_embedding:
+                raw = np.asarray(ds[encoder.input_key][:n])
+                parts.append(Demonstrations(raw, actions, episode_starts(ends, n), stack_indices(ends, k)))
+            else:
+                feats = load_features(ds, encoder)[:n].astype(np.float32)
+                feats = stack_episodes(feats, ends, k, cfg.frame_stack_mode)
+                parts.append(Demonstrations(feats, actions, episode_starts(ends, n)))
             facts["envs"][env] = {"episodes": len(ends), "frames": n, "dataset": str(ds.path),
                                   "env_kwargs": ds.meta.get("env_kwargs") or {}}
             if fingerprint not in (None, encoder.fingerprint):
                 raise PvrError("environments were embedded with different encoder weights")
             fingerprint = encoder.fingerprint
             facts["encoder_kwargs"] = {"dim": encoder.dim} if encoder.input_key == "true_state" else {}
-    dims = {p.obs.shape[1] for p in parts}
-    if len(dims) != 1:
-        raise PvrError(f"the environments' features have different sizes {sorted(dims)}: train them separately")
+            facts["obs_dim"] = encoder.dim * k
+    shapes = {p.obs.shape[1:] for p in parts}
+    if len(shapes) != 1:
+        raise PvrError(f"the environments' {'inputs' if cfg.train_embedding else 'features'} have different "
+                       f"shapes {sorted(shapes)}: train them separately")
     facts["fingerprint"] = fingerprint
-    facts["obs_dim"] = dims.pop()
     return Demonstrations.concat(parts), facts
 
 
@@ -130,7 +140,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     if finished:
         _log(f"run {run_dir} is already finished; nothing to do")
         return run_dir
-    device = torch.device("cuda" if torch.cuda.is_available() and not cfg.disable_cuda else "cpu")
+    device = default_device(cfg.disable_cuda)
 
     data, facts = load_demonstrations(cfg)
     user_kwargs = cfg.env_kwargs_dict()
@@ -142,7 +152,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     policy_kwargs = dict(hidden_size=cfg.hidden_size, batch_norm=cfg.batch_norm, lstm=not cfg.disable_lstm)
     torch.manual_seed(cfg.seed)
     policy = Policy(facts["obs_dim"], action, **policy_kwargs).to(device)
-    optimizer = torch.optim.RMSprop(policy.parameters(), lr=cfg.learning_rate, alpha=cfg.alpha,
+    encoder = None
+    params = list(policy.parameters())
+    if cfg.train_embedding:  # fine-tuning: the encoder trains with the policy, on raw frames
+        encoder = make_encoder(cfg.embedding_name, train=True, **facts["encoder_kwargs"]).to(device)
+        params += [p for p in encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=cfg.alpha,
                                     eps=cfg.epsilon, momentum=cfg.momentum)
     steps_per_epoch = -(-(len(data) + cfg.unroll_length) // cfg.unroll_length) // cfg.batch_size + 1
     total_steps = max(1, cfg.epochs * steps_per_epoch)
@@ -154,6 +169,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     start_epoch, last_train = 0, None
     if ckpt is not None:
         policy.load_state_dict(ckpt["policy"])
+        if encoder is not None:
+            encoder.load_state_dict(ckpt["encoder"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, last_train = int(ckpt["epoch"]), ckpt["train"] or None
@@ -169,7 +186,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     plugins = pvr.plugins.loaded() + [ENCODERS.get(cfg.embedding_name).factory.__module__]
     spec = dict(plugins=plugins, embedding_name=cfg.embedding_name, encoder_kwargs=facts["encoder_kwargs"],
                 fingerprint=facts["fingerprint"], obs_dim=facts["obs_dim"], action=action.to_dict(),
-                policy_kwargs=policy_kwargs, envs=cfg.envs, env_kwargs=env_kwargs,
+                policy_kwargs=policy_kwargs, envs=cfg.envs, env_kwargs=env_kwargs, device=str(device),
                 episodes=cfg.num_episodes_test, num_envs=cfg.num_envs_test, seed=cfg.seed * 1_000_003,
                 num_input_frames=cfg.num_input_frames, frame_stack_mode=cfg.frame_stack_mode, progress=progress)
     started = time.time()
@@ -182,17 +199,19 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
             rows[epoch] = _row(epoch, pending_train.pop(epoch), test, started)
             append_jsonl(run_dir / "stats.jsonl", rows[epoch])
 
+        def weights() -> dict:
+            return {"policy": policy.state_dict(), **({"encoder": encoder.state_dict()} if encoder else {})}
+
         def save_ckpt(epoch: int, train_stats: dict | None) -> None:
-            checkpoint.save(run_dir, {"epoch": epoch, "policy": policy.state_dict(),
-                                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                      "train": train_stats or {}})
+            checkpoint.save(run_dir, {"epoch": epoch, **weights(), "optimizer": optimizer.state_dict(),
+                                      "scheduler": scheduler.state_dict(), "train": train_stats or {}})
 
         def after_epoch(epoch: int, train_stats: dict | None) -> None:
             if epoch in rows:
                 return
             if epoch in eval_epochs:
                 pending_train[epoch] = train_stats
-                worker.submit(epoch, policy.state_dict())
+                worker.submit(epoch, weights())
             else:
                 rows[epoch] = _row(epoch, train_stats, {}, started)
                 append_jsonl(run_dir / "stats.jsonl", rows[epoch])
@@ -203,7 +222,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
         bar = tqdm(range(start_epoch + 1, cfg.epochs + 1), desc="epoch", disable=not progress, dynamic_ncols=True,
                    initial=start_epoch, total=cfg.epochs)
         for epoch in bar:
-            stats = train_epoch(policy, optimizer, scheduler, data, cfg, epoch, device)
+            stats = train_epoch(policy, optimizer, scheduler, data, cfg, epoch, device, encoder)
             _log(f"   ### {epoch} | loss {stats['loss']}, norm {stats['norm']}")
             if worker.busy():
                 finish_eval()  # training waits for the previous evaluation, as in the original
@@ -212,28 +231,42 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
         if worker.busy():
             finish_eval()
 
-    _save_final(run_dir, policy, cfg, facts, action, policy_kwargs)
+    _save_final(run_dir, policy, cfg, facts, action, policy_kwargs, encoder)
     return run_dir
 
 
 def train_epoch(policy: Policy, optimizer, scheduler, data: Demonstrations, cfg: TrainConfig, epoch: int,
-                device: torch.device) -> dict:
+                device: torch.device, encoder=None) -> dict:
     policy.train()
+    if encoder is not None:
+        encoder.train()
     torch.manual_seed(cfg.seed * 100_003 + epoch)
     losses, norms, samples = [], [], 0
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     for batch in batches(data, unroll=cfg.unroll_length, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out, _ = policy(batch["obs"], batch["first"], policy.initial_state(batch["obs"].shape[1]))
+        obs = batch["obs"].to(device) if "obs" in batch else _encode_window(encoder, data, batch["index"], cfg, device)
+        batch = {k: v.to(device) for k, v in batch.items() if k != "obs"}
+        out, _ = policy(obs, batch["first"], policy.initial_state(obs.shape[1]))
         loss = policy.loss(out, batch["actions"], batch["mask"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
         norms.append(float(norm))
         samples += int(batch["mask"].sum())
     return {"loss": float(np.mean(losses)), "norm": float(np.mean(norms)), "samples": samples}
+
+
+def _encode_window(encoder, data: Demonstrations, index: torch.Tensor, cfg: TrainConfig,
+                   device: torch.device) -> torch.Tensor:
+    """Fine-tuning: encode the K stacked raw inputs of every (t, b) with gradients → (T, B, K*D)."""
+    T, B = index.shape
+    idx = data.stack_index[index.numpy()]  # (T, B, K)
+    raw = torch.from_numpy(data.obs[idx.reshape(-1)]).to(device)
+    feats = encoder(raw).view(T, B, idx.shape[-1], -1)
+    return combine(feats, cfg.frame_stack_mode)
 
 
 def _rewrite_stats(run_dir: Path, rows: dict[int, dict]) -> None:
@@ -244,11 +277,12 @@ def _rewrite_stats(run_dir: Path, rows: dict[int, dict]) -> None:
 
 
 def _save_final(run_dir: Path, policy: Policy, cfg: TrainConfig, facts: dict, action: ActionSpec,
-                policy_kwargs: dict) -> None:
+                policy_kwargs: dict, encoder=None) -> None:
     from pvr.utils.io import atomic_path
 
     with atomic_path(run_dir / FINAL_POLICY) as tmp:
         torch.save({"policy": policy.state_dict(), "obs_dim": facts["obs_dim"], "action": action.to_dict(),
                     "policy_kwargs": policy_kwargs, "embedding_name": cfg.embedding_name,
-                    "encoder_kwargs": facts["encoder_kwargs"], "fingerprint": facts["fingerprint"]}, tmp)
+                    "encoder_kwargs": facts["encoder_kwargs"], "fingerprint": facts["fingerprint"],
+                    **({"encoder": encoder.state_dict()} if encoder is not None else {})}, tmp)
     (run_dir / DONE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")

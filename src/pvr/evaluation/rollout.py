@@ -13,6 +13,7 @@ import pvr.envs
 from pvr.bc.policy import Policy
 from pvr.bc.stacking import OnlineStacker
 from pvr.encoders import Encoder
+from pvr.utils import module_device
 
 
 def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
@@ -21,7 +22,7 @@ def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
     else:
         batch = torch.as_tensor(np.stack(obs))
     with torch.inference_mode():
-        return encoder(batch).numpy()
+        return encoder(batch.to(module_device(encoder))).cpu().numpy()
 
 
 def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, seed: int = 0,
@@ -60,9 +61,10 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
             start(j)
         while active.any():
             feats = _encode(encoder, obs, infos)  # inactive slots carry their last frame; results ignored
-            x = torch.from_numpy(stacker(feats, first.copy()).astype(np.float32))
-            actions, state = policy.act(x, torch.from_numpy(first.copy()), state)
-            actions = actions.numpy()
+            dev = module_device(policy)
+            x = torch.from_numpy(stacker(feats, first.copy()).astype(np.float32)).to(dev)
+            actions, state = policy.act(x, torch.from_numpy(first.copy()).to(dev), state)
+            actions = actions.cpu().numpy()
             first[:] = False
             for j in np.flatnonzero(active):
                 obs[j], r, term, trunc, infos[j] = envs[j].step(actions[j])

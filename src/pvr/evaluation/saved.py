@@ -25,7 +25,8 @@ def load_policy(run_dir: str | Path) -> tuple[Policy, dict]:
         if ckpt is None or not (run_dir / "run.json").exists():
             raise PvrError(f"{run_dir} has neither policy.pt nor a checkpoint; is it a pvr run directory?")
         meta = json.loads((run_dir / "run.json").read_text())
-        meta = {"policy": ckpt["policy"], "obs_dim": meta["facts"]["obs_dim"], "action": meta["action"],
+        meta = {"policy": ckpt["policy"], **({"encoder": ckpt["encoder"]} if "encoder" in ckpt else {}),
+                "obs_dim": meta["facts"]["obs_dim"], "action": meta["action"],
                 "policy_kwargs": meta["policy_kwargs"], "encoder_kwargs": meta["facts"]["encoder_kwargs"],
                 "fingerprint": meta["facts"]["fingerprint"]}
     policy = Policy(meta["obs_dim"], ActionSpec.from_dict(meta["action"]), **meta["policy_kwargs"])
@@ -42,7 +43,9 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = 
     cfg = json.loads(cfg_path.read_text())
     policy, meta = load_policy(run_dir)
     encoder = make_encoder(cfg["embedding_name"], **meta["encoder_kwargs"])
-    if encoder.fingerprint != meta["fingerprint"]:
+    if "encoder" in meta:  # fine-tuned with the policy
+        encoder.load_state_dict(meta["encoder"])
+    elif encoder.fingerprint != meta["fingerprint"]:
         raise PvrError(f"encoder {cfg['embedding_name']} now has fingerprint {encoder.fingerprint}, but the run "
                        f"was trained on {meta['fingerprint']}: its weights or preprocessing changed")
     run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}

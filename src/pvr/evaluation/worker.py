@@ -19,9 +19,10 @@ import torch
 from pvr.errors import PvrError
 
 
-def _serialise(state_dict: dict) -> bytes:
+def _serialise(weights: dict[str, dict]) -> bytes:
+    """{"policy": state_dict, ["encoder": state_dict]} → bytes, detached copies on the CPU."""
     buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
+    torch.save({part: {k: v.detach().cpu() for k, v in sd.items()} for part, sd in weights.items()}, buf)
     return buf.getvalue()
 
 
@@ -44,7 +45,9 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
             raise PvrError(f"encoder {spec['embedding_name']} in the evaluation process has fingerprint "
                            f"{encoder.fingerprint}, but training used {spec['fingerprint']}: its weights or "
                            "preprocessing changed")
-        policy = Policy(spec["obs_dim"], ActionSpec.from_dict(spec["action"]), **spec["policy_kwargs"])
+        device = torch.device(spec.get("device", "cpu"))
+        encoder.to(device)
+        policy = Policy(spec["obs_dim"], ActionSpec.from_dict(spec["action"]), **spec["policy_kwargs"]).to(device)
         envs = {name: [pvr.envs.make(name, **spec["env_kwargs"][name])
                        for _ in range(min(spec["num_envs"], max(spec["episodes"], 1)))] for name in spec["envs"]}
         results.put(("ready", None, None))
@@ -58,7 +61,10 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
                 break
             epoch, blob = msg
             try:
-                policy.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+                weights = torch.load(io.BytesIO(blob), weights_only=True, map_location=device)
+                policy.load_state_dict(weights["policy"])
+                if "encoder" in weights:  # fine-tuned encoder: its weights change every epoch
+                    encoder.load_state_dict(weights["encoder"])
                 out = {}
                 for name, env_list in envs.items():
                     out[name] = evaluate(policy, encoder, name, episodes=spec["episodes"], seed=spec["seed"],
@@ -111,9 +117,10 @@ class EvalWorker:
         assert tag == kind, (tag, kind)
         return epoch, payload
 
-    def submit(self, epoch: int, state_dict: dict) -> None:
+    def submit(self, epoch: int, weights: dict[str, dict]) -> None:
+        """Evaluate ``{"policy": state_dict[, "encoder": state_dict]}`` as epoch ``epoch``."""
         assert self.in_flight is None, "one evaluation at a time"
-        self._requests.put((epoch, _serialise(state_dict)))
+        self._requests.put((epoch, _serialise(weights)))
         self.in_flight = epoch
 
     def busy(self) -> bool:
