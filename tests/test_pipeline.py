@@ -287,3 +287,30 @@ def test_train_embedding_fine_tunes_the_encoder_and_evaluates_it(data_path, tmp_
     assert rows[-1]["epoch"] == 2 and rows[-1]["training_loss"] > 0
     again = evaluate_run(run, episodes=3, num_envs=3, progress=False)[ENV]
     assert again["success"] == rows[-1]["test"][ENV]["success"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_quickly_and_leaves_no_process(data_path, tmp_path, sig):
+    args = ["train", "--env", ENV, "--embedding_name", "true_state", "--data_path", str(data_path),
+            "--save_path", str(tmp_path), "--xpid", "run", "--epochs", "500", "--num_episodes_test", "3",
+            "--num_envs_test", "3", "--hidden_size", "16", "--batch_size", "2", "--unroll_length", "8"]
+    proc = subprocess.Popen([sys.executable, "-m", "pvr", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    stats = tmp_path / "run" / "stats.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not stats.exists() or len(stats.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children
+    t = time.time()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert time.time() - t < 5, "the run took more than 5 s to stop"
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    # the evaluation worker is killed at once; multiprocessing's resource tracker follows within ~1.5 s
+    while time.time() - t < 5 and [c for c in children if Path(f"/proc/{c}").exists()]:
+        time.sleep(0.1)
+    assert not [c for c in children if Path(f"/proc/{c}").exists()], "a child outlived the run by 5 s"
+    from pvr.bc import checkpoint
+
+    assert checkpoint.load(tmp_path / "run")["epoch"] >= 1  # the last completed epoch is saved

@@ -133,7 +133,10 @@ class EvalWorker:
         self.in_flight = None
         return epoch, out
 
-    def close(self) -> None:
+    def close(self, *, now: bool = False) -> None:
+        """Stop the worker: politely after its current job, or at once (``now``, on errors and Ctrl-C)."""
+        if self.proc.is_alive() and now:
+            self.proc.kill()
         if self.proc.is_alive():
             try:
                 self._requests.put(None)
@@ -149,5 +152,5 @@ class EvalWorker:
     def __enter__(self) -> "EvalWorker":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(now=exc_type is not None)
