@@ -84,3 +84,27 @@ def test_continuous_head_is_squashed_into_bounds_and_learns():
 def test_combine_rejects_unknown_mode():
     with pytest.raises(ValueError):
         combine(np.zeros((2, 3)), "max")
+
+
+def test_fused_lstm_stretches_equal_the_step_by_step_loop():
+    torch.manual_seed(1)
+    p = Policy(5, ActionSpec(True, 4), hidden_size=12)
+    T, B = 9, 3
+    x = torch.randn(T, B, 5)
+    first = torch.zeros(T, B, dtype=torch.bool)
+    first[0] = True
+    first[3, 1] = True
+    first[6, 0] = first[6, 2] = True
+    out, (h, c) = p(x, first, p.initial_state(B))
+    # reference: the original's loop, one LSTM step at a time
+    feats = p.fc(x.reshape(T * B, -1)).view(T, B, -1)
+    state = p.initial_state(B)
+    ref = []
+    for t in range(T):
+        m = (~first[t]).float().view(1, B, 1)
+        state = tuple(m * s for s in state)
+        o, state = p.core(feats[t : t + 1], state)
+        ref.append(o)
+    ref = p.head(torch.cat(ref))
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert torch.allclose(h, state[0], atol=1e-6)

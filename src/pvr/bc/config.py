@@ -46,6 +46,11 @@ class TrainConfig:
     momentum: float = _f(0.0, "RMSprop momentum")
     epsilon: float = _f(1e-5, "RMSprop epsilon")
     max_grad_norm: float = _f(40.0, "gradient-norm clipping")
+    skip_eval_if_behind: bool = _f(False, "when an evaluation is still running at the next evaluation point, "
+                                          "skip that point instead of waiting for it (the last epoch is always "
+                                          "evaluated)")
+    disable_tensorboard: bool = _f(False, "do not write TensorBoard event files to <run>/tensorboard")
+    wandb: str | None = _f(None, "also log to Weights & Biases, in this project (needs `pip install wandb`)")
     debug: bool = _f(False, "tiny run to check a setup: 2 epochs, 2 test episodes")
     disable_cuda: bool = _f(False, "train on the CPU even when CUDA is available")
 

@@ -81,12 +81,17 @@ class Policy(nn.Module):
         T, B = obs.shape[:2]
         x = self.fc(obs.reshape(T * B, -1)).view(T, B, -1)
         if self.core is not None:
+            # The LSTM runs fused over each stretch of time in which no sequence starts
+            # an episode, and its state is zeroed only for the sequences that do start
+            # one: the same result as the original's step-by-step loop, with one call
+            # per stretch instead of one per step (bench/RESULTS.md).
+            cuts = [0, *(torch.nonzero(first[1:].any(dim=1)).flatten() + 1).tolist(), T]
             outs = []
-            keep = (~first).float()
-            for t in range(T):
-                m = keep[t].view(1, B, 1)
+            keep = (~first).to(x.dtype)
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                m = keep[a].view(1, B, 1)
                 state = tuple(m * s for s in state)
-                out, state = self.core(x[t : t + 1], state)
+                out, state = self.core(x[a:b], state)
                 outs.append(out)
             x = torch.cat(outs)
         return self.head(x), state

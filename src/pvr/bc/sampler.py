@@ -5,7 +5,8 @@ that stream into windows at a fresh random offset, shuffles them and yields batc
 Windows cross episode boundaries freely: ``first`` marks each episode start so the
 policy resets its LSTM state there. Padding at the stream's two ends is masked out
 of the loss. The order depends only on (seed, epoch), so a resumed run samples
-exactly what an uninterrupted one would.
+exactly what an uninterrupted one would. Under data-parallel training every rank
+draws the same global batches and keeps its share of each.
 """
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ def episode_starts(episode_ends: np.ndarray, n: int) -> np.ndarray:
     return first
 
 
-def batches(data: Demonstrations, *, unroll: int, batch_size: int, seed: int, epoch: int
-            ) -> Iterator[dict[str, torch.Tensor]]:
+def batches(data: Demonstrations, *, unroll: int, batch_size: int, seed: int, epoch: int,
+            rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
     """Yield dicts of time-major tensors: obs (T,B,D) (frozen encoder only), index (T,B) into the
     stream, actions (T,B[,A]), first (T,B), mask (T,B)."""
     rng = np.random.default_rng([seed, epoch])
@@ -61,8 +62,14 @@ def batches(data: Demonstrations, *, unroll: int, batch_size: int, seed: int, ep
     starts = offset - unroll + np.arange(n_windows) * unroll if offset else np.arange(n_windows) * unroll
     order = rng.permutation(len(starts))
     for b in range(0, len(order), batch_size):
-        idx = starts[order[b : b + batch_size]][None, :] + np.arange(unroll)[:, None]  # (T, B)
-        mask = (idx >= 0) & (idx < n)
+        chosen = order[b : b + batch_size]
+        dummy = False
+        if world_size > 1:  # data-parallel: this rank's share of the global batch
+            share = chosen[rank::world_size]
+            dummy = len(share) == 0  # keep every rank stepping; a masked-out window adds nothing
+            chosen = share if len(share) else chosen[:1]
+        idx = starts[chosen][None, :] + np.arange(unroll)[:, None]  # (T, B)
+        mask = (idx >= 0) & (idx < n) & (not dummy)
         safe = np.clip(idx, 0, n - 1)
         first = data.first[safe].copy()
         first[0] = True  # each window starts from a fresh LSTM state

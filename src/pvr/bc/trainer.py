@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 import pvr
 import pvr.envs
 import pvr.plugins
-from pvr.bc import checkpoint
+from pvr.bc import checkpoint, distributed
 from pvr.bc.config import TrainConfig
 from pvr.bc.policy import ActionSpec, Policy
+from pvr.bc.stats import StatsLog
 from pvr.bc.sampler import Demonstrations, batches, episode_starts
 from pvr.bc.stacking import combine, stack_episodes, stack_indices
 from pvr.embed import embed, find_features, load_features, make_encoder, open_dataset
@@ -35,10 +36,12 @@ from pvr.encoders import ENCODERS
 from pvr.errors import PvrError
 from pvr.evaluation.worker import EvalWorker
 from pvr.utils import default_device
-from pvr.utils.io import append_jsonl, read_jsonl, write_json
+from pvr.utils.io import write_json
 
 FINAL_POLICY = "policy.pt"
 DONE_MARKER = "done"
+# settings that may differ when a run is resumed: they change how, not what, it computes
+OPERATIONAL = {"debug", "disable_cuda", "disable_tensorboard", "wandb", "skip_eval_if_behind", "num_envs_test"}
 
 
 def _log(msg: str) -> None:
@@ -114,7 +117,7 @@ def check_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
         return run_dir, False
     old = json.loads(cfg_path.read_text())
     mine = cfg.to_dict()
-    diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k) and k not in ("debug",))
+    diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k) and k not in OPERATIONAL)
     if diff:
         raise PvrError(f"{run_dir} already holds a run with different settings ({', '.join(diff)}); "
                        "pick another --xpid or --save_path, or delete that directory")
@@ -136,17 +139,26 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     """Train (or resume, or skip if finished) the run described by ``cfg``; return its directory."""
     cfg.validate()
     ENCODERS.get(cfg.embedding_name)  # unknown name: fail before touching anything
+    world = distributed.init(cfg.disable_cuda)
+    try:
+        return _train(cfg, world, progress=progress and world.is_main)
+    finally:
+        distributed.shutdown(world)
+
+
+def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Path:
     run_dir, finished = check_run_dir(cfg)
     if finished:
-        _log(f"run {run_dir} is already finished; nothing to do")
+        if world.is_main:
+            _log(f"run {run_dir} is already finished; nothing to do")
         return run_dir
-    device = default_device(cfg.disable_cuda)
+    device = world.device(cfg.disable_cuda)
 
     data, facts = load_demonstrations(cfg)
     user_kwargs = cfg.env_kwargs_dict()
     env_kwargs = {env: (user_kwargs or facts["envs"][env]["env_kwargs"]) for env in cfg.envs}
     action = _action_spec(cfg, env_kwargs)
-    if not (run_dir / "config.json").exists():  # created only once the inputs are known to be good
+    if world.is_main and not (run_dir / "config.json").exists():  # only once the inputs are known to be good
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", cfg.to_dict())
     policy_kwargs = dict(hidden_size=cfg.hidden_size, batch_norm=cfg.batch_norm, lstm=not cfg.disable_lstm)
@@ -163,8 +175,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     total_steps = max(1, cfg.epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total_steps))
 
-    eval_epochs = {e for e in range(cfg.epochs + 1) if e % cfg.eval_every == 0} | {cfg.epochs}
-    rows = {r["epoch"]: r for r in read_jsonl(run_dir / "stats.jsonl")}
+    world.barrier()  # rank 0 has created the run directory
     ckpt = checkpoint.load(run_dir)
     start_epoch, last_train = 0, None
     if ckpt is not None:
@@ -174,14 +185,32 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, last_train = int(ckpt["epoch"]), ckpt["train"] or None
-        _log(f"resuming {run_dir} from epoch {start_epoch}")
-    # rows past the checkpoint belong to a future we will recompute
-    rows = {e: r for e, r in rows.items() if e <= start_epoch}
-    _rewrite_stats(run_dir, rows)
+        if world.is_main:
+            _log(f"resuming {run_dir} from epoch {start_epoch}")
+    model, enc_model = policy, encoder
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        model = DDP(policy, device_ids=ids)
+        if encoder is not None and any(p.requires_grad for p in encoder.parameters()):
+            enc_model = DDP(encoder, device_ids=ids)
+
+    def epochs_only() -> None:  # ranks > 0: train in step with rank 0, nothing else
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world)
+        world.barrier()
+
+    if not world.is_main:
+        epochs_only()
+        return run_dir
+
+    log = StatsLog(run_dir, tensorboard=not cfg.disable_tensorboard, wandb_project=cfg.wandb, config=cfg.to_dict())
+    log.truncate_after(start_epoch)  # rows past the checkpoint belong to a future we recompute
     write_json(run_dir / "run.json", {"facts": facts, "action": action.to_dict(), "policy_kwargs": policy_kwargs,
                                       "env_kwargs": env_kwargs, "pvr_version": pvr.__version__,
-                                      "command": " ".join(sys.argv)})
-
+                                      "world_size": world.size, "command": " ".join(sys.argv)})
+    eval_epochs = {e for e in range(cfg.epochs + 1) if e % cfg.eval_every == 0} | {cfg.epochs}
     # the worker imports what registered this encoder (a --plugin, or the user's own module)
     plugins = pvr.plugins.loaded() + [ENCODERS.get(cfg.embedding_name).factory.__module__]
     spec = dict(plugins=plugins, embedding_name=cfg.embedding_name, encoder_kwargs=facts["encoder_kwargs"],
@@ -191,63 +220,76 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
                 num_input_frames=cfg.num_input_frames, frame_stack_mode=cfg.frame_stack_mode, progress=progress)
     started = time.time()
     pending_train: dict[int, dict | None] = {}
-    with EvalWorker(spec) as worker:
+    try:
+        with EvalWorker(spec) as worker:
 
-        def finish_eval() -> None:
-            epoch, test = worker.result()
-            _print_test(epoch, test)
-            rows[epoch] = _row(epoch, pending_train.pop(epoch), test, started)
-            append_jsonl(run_dir / "stats.jsonl", rows[epoch])
+            def record(epoch: int, test: dict) -> None:
+                _print_test(epoch, test)
+                log.write(_row(epoch, pending_train.pop(epoch), test, started))
 
-        def weights() -> dict:
-            return {"policy": policy.state_dict(), **({"encoder": encoder.state_dict()} if encoder else {})}
+            def weights() -> dict:
+                return {"policy": policy.state_dict(), **({"encoder": encoder.state_dict()} if encoder else {})}
 
-        def save_ckpt(epoch: int, train_stats: dict | None) -> None:
-            checkpoint.save(run_dir, {"epoch": epoch, **weights(), "optimizer": optimizer.state_dict(),
-                                      "scheduler": scheduler.state_dict(), "train": train_stats or {}})
+            def save_ckpt(epoch: int, train_stats: dict | None) -> None:
+                checkpoint.save(run_dir, {"epoch": epoch, **weights(), "optimizer": optimizer.state_dict(),
+                                          "scheduler": scheduler.state_dict(), "train": train_stats or {}})
 
-        def after_epoch(epoch: int, train_stats: dict | None) -> None:
-            if epoch in rows:
-                return
-            if epoch in eval_epochs:
-                pending_train[epoch] = train_stats
-                worker.submit(epoch, weights())
-            else:
-                rows[epoch] = _row(epoch, train_stats, {}, started)
-                append_jsonl(run_dir / "stats.jsonl", rows[epoch])
+            def after_epoch(epoch: int, train_stats: dict | None, skip_eval: bool = False) -> None:
+                if epoch in log:
+                    return
+                if epoch in eval_epochs and not skip_eval:
+                    pending_train[epoch] = train_stats
+                    worker.submit(epoch, weights())
+                else:
+                    row = _row(epoch, train_stats, {}, started)
+                    if skip_eval:
+                        row["eval_skipped"] = True
+                    log.write(row)
 
-        if ckpt is None:
-            save_ckpt(0, None)
-        after_epoch(start_epoch, last_train)
-        bar = tqdm(range(start_epoch + 1, cfg.epochs + 1), desc="epoch", disable=not progress, dynamic_ncols=True,
-                   initial=start_epoch, total=cfg.epochs)
-        for epoch in bar:
-            stats = train_epoch(policy, optimizer, scheduler, data, cfg, epoch, device, encoder)
-            _log(f"   ### {epoch} | loss {stats['loss']}, norm {stats['norm']}")
+            if ckpt is None:
+                save_ckpt(0, None)
+            after_epoch(start_epoch, last_train)
+            bar = tqdm(range(start_epoch + 1, cfg.epochs + 1), desc="epoch", disable=not progress,
+                       dynamic_ncols=True, initial=start_epoch, total=cfg.epochs)
+            for epoch in bar:
+                stats = train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world)
+                _log(f"   ### {epoch} | loss {stats['loss']}, norm {stats['norm']}")
+                skip = False
+                if worker.busy():
+                    done = worker.result(block=False) if cfg.skip_eval_if_behind else None
+                    if done is not None:
+                        record(*done)
+                    elif cfg.skip_eval_if_behind and epoch != cfg.epochs and epoch in eval_epochs:
+                        skip = True  # evaluation is behind: this point is skipped, training goes on
+                    else:
+                        record(*worker.result())  # training waits for the evaluation, as in the original
+                save_ckpt(epoch, stats)
+                after_epoch(epoch, stats, skip_eval=skip)
             if worker.busy():
-                finish_eval()  # training waits for the previous evaluation, as in the original
-            save_ckpt(epoch, stats)
-            after_epoch(epoch, stats)
-        if worker.busy():
-            finish_eval()
-
+                record(*worker.result())
+    finally:
+        log.close()
     _save_final(run_dir, policy, cfg, facts, action, policy_kwargs, encoder)
+    world.barrier()
     return run_dir
 
 
-def train_epoch(policy: Policy, optimizer, scheduler, data: Demonstrations, cfg: TrainConfig, epoch: int,
-                device: torch.device, encoder=None) -> dict:
+def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainConfig, epoch: int,
+                device: torch.device, encoder=None, world: distributed.World = distributed.World()) -> dict:
+    """One pass over the demonstrations; ``policy``/``encoder`` may be DDP-wrapped."""
+    core = getattr(policy, "module", policy)
     policy.train()
     if encoder is not None:
         encoder.train()
     torch.manual_seed(cfg.seed * 100_003 + epoch)
     losses, norms, samples = [], [], 0
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    for batch in batches(data, unroll=cfg.unroll_length, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch):
+    for batch in batches(data, unroll=cfg.unroll_length, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                         rank=world.rank, world_size=world.size):
         obs = batch["obs"].to(device) if "obs" in batch else _encode_window(encoder, data, batch["index"], cfg, device)
         batch = {k: v.to(device) for k, v in batch.items() if k != "obs"}
-        out, _ = policy(obs, batch["first"], policy.initial_state(obs.shape[1]))
-        loss = policy.loss(out, batch["actions"], batch["mask"])
+        out, _ = policy(obs, batch["first"], core.initial_state(obs.shape[1]))
+        loss = core.loss(out, batch["actions"], batch["mask"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -267,13 +309,6 @@ def _encode_window(encoder, data: Demonstrations, index: torch.Tensor, cfg: Trai
     raw = torch.from_numpy(data.obs[idx.reshape(-1)]).to(device)
     feats = encoder(raw).view(T, B, idx.shape[-1], -1)
     return combine(feats, cfg.frame_stack_mode)
-
-
-def _rewrite_stats(run_dir: Path, rows: dict[int, dict]) -> None:
-    from pvr.utils.io import atomic_path
-
-    with atomic_path(run_dir / "stats.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(rows[e], sort_keys=True) + "\n" for e in sorted(rows)))
 
 
 def _save_final(run_dir: Path, policy: Policy, cfg: TrainConfig, facts: dict, action: ActionSpec,

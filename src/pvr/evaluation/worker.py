@@ -126,8 +126,19 @@ class EvalWorker:
     def busy(self) -> bool:
         return self.in_flight is not None
 
-    def result(self) -> tuple[int, dict]:
-        """Block until the in-flight evaluation finishes; return (epoch, {env: stats})."""
+    def result(self, block: bool = True) -> tuple[int, dict] | None:
+        """The in-flight evaluation's (epoch, {env: stats}); waits for it unless ``block=False``
+        (then None while it is still running)."""
+        if not block:
+            try:
+                tag, epoch, out = self._results.get_nowait()
+            except queue.Empty:
+                return None
+            if tag == "error":
+                raise PvrError(f"evaluation failed: {out}")
+            assert epoch == self.in_flight, (epoch, self.in_flight)
+            self.in_flight = None
+            return epoch, out
         epoch, out = self._wait("result")
         assert epoch == self.in_flight, (epoch, self.in_flight)
         self.in_flight = None
