@@ -49,6 +49,20 @@ def _log(msg: str) -> None:
     sys.stdout.flush()
 
 
+def ensure_features(cfg: TrainConfig) -> None:
+    """Embed each training dataset that has no features for this encoder yet (what `pvr embed` does)."""
+    if cfg.train_embedding:
+        return
+    for env in cfg.envs:
+        with open_dataset(cfg.data_path, env) as ds:
+            encoder = make_encoder(cfg.embedding_name, ds)
+            missing = find_features(ds, encoder) is None
+        if missing:
+            _log(f"{env}: no {encoder.name} features yet; embedding the dataset first")
+            with open_dataset(cfg.data_path, env, mode="a") as wds:
+                embed(wds, encoder)
+
+
 def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
     """Inputs, actions and episode starts of every training env, plus facts about them.
 
@@ -61,12 +75,6 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
     for env in cfg.envs:
         with open_dataset(cfg.data_path, env) as ds:
             encoder = make_encoder(cfg.embedding_name, ds)
-            missing = not cfg.train_embedding and find_features(ds, encoder) is None
-        if missing:  # embed on demand (what `pvr embed` would do), then read
-            _log(f"{env}: no {encoder.name} features yet; embedding the dataset first")
-            with open_dataset(cfg.data_path, env, mode="a") as wds:
-                embed(wds, encoder)
-        with open_dataset(cfg.data_path, env) as ds:
             ends = ds.episode_ends
             if cfg.num_trajectories_train:
                 ends = ends[: cfg.num_trajectories_train]
@@ -154,6 +162,9 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
         return run_dir
     device = world.device(cfg.disable_cuda)
 
+    if world.is_main:
+        ensure_features(cfg)  # rank 0 embeds what is missing; the others wait, then read
+    world.barrier()
     data, facts = load_demonstrations(cfg)
     user_kwargs = cfg.env_kwargs_dict()
     env_kwargs = {env: (user_kwargs or facts["envs"][env]["env_kwargs"]) for env in cfg.envs}
@@ -291,7 +302,16 @@ def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainCo
         out, _ = policy(obs, batch["first"], core.initial_state(obs.shape[1]))
         loss = core.loss(out, batch["actions"], batch["mask"])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if world.distributed:
+            # weight each rank's mean by its share of the global batch's steps, so the
+            # averaged gradient (and the logged loss) are those of the global batch
+            n = batch["mask"].sum().to(torch.float64)
+            totals = torch.stack([n, loss.detach().to(torch.float64) * n]).cpu()
+            torch.distributed.all_reduce(totals)
+            (loss * (n * world.size / totals[0].clamp(min=1)).to(loss.dtype)).backward()
+            loss = totals[1] / totals[0].clamp(min=1)
+        else:
+            loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
