@@ -36,14 +36,20 @@ def cmd_collect(a) -> None:
 
 
 def cmd_embed(a) -> None:
-    from pvr.embed import embed, make_encoder, open_dataset
+    from pvr.embed import embed, find_features, make_encoder, open_dataset, parse_shard
 
+    shard = parse_shard(a.shard)
     for env in [e for e in a.env.split(",") if e]:
         with open_dataset(a.data_path, env, mode="a") as ds:
             enc = make_encoder(a.embedding_name, ds)
-            arr = embed(ds, enc, batch_size=a.batch_size)
-            print(f"{ds.path}/features/{arr.basename if hasattr(arr, 'basename') else enc.fingerprint}: "
-                  f"{arr.shape[0]} frames x {arr.shape[1]} ({enc.name}, fingerprint {enc.fingerprint})")
+            arr = embed(ds, enc, batch_size=a.batch_size, shard=shard, wait=a.wait, progress=not a.quiet)
+            where = f"{ds.path}/features/{enc.name}-{enc.fingerprint}"
+            if find_features(ds, enc) is None:
+                done = int(arr.attrs.get("frames_done", 0))
+                print(f"{where}: shard {shard[0]}/{shard[1]} done; features are complete once every shard has run "
+                      f"(the first {done} of {ds.num_frames} frames are embedded without a gap)")
+            else:
+                print(f"{where}: {ds.num_frames} frames x {arr.shape[1]} ({enc.name}, fingerprint {enc.fingerprint})")
 
 
 def cmd_train(a) -> None:
@@ -52,6 +58,25 @@ def cmd_train(a) -> None:
 
     run_dir = train(from_namespace(a))
     print(f"run directory: {run_dir}")
+
+
+def cmd_launch(a) -> None:
+    from pvr.bc.config import add_arguments, from_namespace
+    from pvr.launch.submission import launch
+
+    train_args = a.train_args[1:] if a.train_args[:1] == ["--"] else a.train_args
+    tp = argparse.ArgumentParser(prog="pvr launch [submitit options] --", description="pvr train flags")
+    add_arguments(tp)
+    launch(from_namespace(tp.parse_args(train_args)), a, plugins=pvr.plugins.loaded())
+
+
+def cmd_sweep(a) -> None:
+    from pvr.bc.config import from_namespace
+    from pvr.launch.submission import sweep
+
+    # --env/--embedding_name/--seed hold the grid; the other train flags are shared by every run
+    base = from_namespace(argparse.Namespace(**{**vars(a), "env": "", "embedding_name": "", "seed": 0}))
+    sweep(base, a.embedding_name, a.env, a.seed, a, plugins=pvr.plugins.loaded())
 
 
 def cmd_evaluate(a) -> None:
@@ -81,7 +106,9 @@ def cmd_quickstart(a) -> None:
 def cmd_convert(a) -> None:
     import pvr.data
 
-    print(pvr.data.convert(a.src, a.dst, env=a.env, overwrite=a.overwrite))
+    print(pvr.data.convert(a.src, a.dst, env=a.env, overwrite=a.overwrite, src_format=a.src_format,
+                           dst_format=a.dst_format, obs_key=a.obs_key, state_key=a.state_key,
+                           env_kwargs=_json_dict(a.env_kwargs), check_env=not a.no_env_check, progress=True))
 
 
 def cmd_encoders(a) -> None:
@@ -101,14 +128,14 @@ def cmd_encoders(a) -> None:
 def cmd_envs(a) -> None:
     import pvr.envs
 
-    head = ("suite", "names", "examples", "image", "works here")
+    head = ("suite", "names", "examples", "image", "spaces", "works here")
     cells = []
     for s in pvr.envs.suites():
         ex = [e for e in s.examples if not a.pattern or __import__("fnmatch").fnmatch(e, a.pattern)]
         if a.pattern and not ex:
             continue
         cells.append([s.name, getattr(s, "pattern", "") or getattr(s, "prefix", ""), ", ".join(ex[:4]),
-                      str(s.image_size), "yes" if s.works else f"no: {s.reason}"])
+                      str(s.image_size), getattr(s, "spaces", "") or "-", "yes" if s.works else f"no: {s.reason}"])
     _print_table(head, cells)
 
 
@@ -145,11 +172,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedding_name", required=True)
     s.add_argument("--data_path", default="pvr_data")
     s.add_argument("--batch_size", type=int, default=64)
+    s.add_argument("--shard", default=None, metavar="I/N",
+                   help="embed only shard I of N (0-based; e.g. a Slurm array: "
+                        "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); shards may run at once")
+    s.add_argument("--wait", action="store_true",
+                   help="if another process is embedding the same features, wait for it instead of refusing")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_embed)
 
     s = sub.add_parser("train", help="behavioural cloning with parallel evaluation")
     add_arguments(s)
     s.set_defaults(fn=cmd_train)
+
+    from pvr.launch.options import add_executor_arguments
+
+    s = sub.add_parser("launch", help="submit one training run to Slurm (submitit), requeued on preemption",
+                       usage="pvr launch [submitit options] -- <pvr train flags>")
+    add_executor_arguments(s)
+    s.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: the flags of `pvr train`")
+    s.set_defaults(fn=cmd_launch)
+
+    s = sub.add_parser("sweep", conflict_handler="resolve",
+                       help="submit encoders x environments x seeds as one job array; finished runs are skipped")
+    add_arguments(s)
+    s.add_argument("--env", required=True, help="environments, comma-separated: one run each; "
+                   "join with + to train several together, e.g. 'A+B,C' is two runs")
+    s.add_argument("--embedding_name", required=True, help="encoders, comma-separated")
+    s.add_argument("--seed", default="1", help="seeds, comma-separated or ranges, e.g. 1,2 or 1-5 (default: 1)")
+    add_executor_arguments(s)
+    s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("evaluate", help="evaluate a saved run's policy")
     s.add_argument("run_dir")
@@ -173,11 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1)
     s.set_defaults(fn=cmd_quickstart)
 
-    s = sub.add_parser("convert", help="legacy pickle <-> store, chosen by file type")
-    s.add_argument("src")
-    s.add_argument("dst")
-    s.add_argument("--env", default=None, help="environment name (default: the source file's stem)")
+    s = sub.add_parser("convert", help="store <-> legacy pickle, D4RL / robomimic HDF5, Minari (by file type)")
+    s.add_argument("src", help="a .zarr store, .pickle/.pkl, .hdf5/.h5 (D4RL or robomimic), a Minari dataset "
+                               "directory or minari:<id> (under $MINARI_DATASETS_PATH)")
+    s.add_argument("dst", help="a .zarr store, or (from a store) .pickle/.pkl, .hdf5 (D4RL), a Minari directory")
+    s.add_argument("--env", default=None, help="environment name (default: the file's own record, else its stem); "
+                                               "actions are checked against it, and frames re-rendered with it "
+                                               "when the file holds only states")
     s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--from", dest="src_format", default=None, choices=["zarr", "pickle", "d4rl", "robomimic", "minari"],
+                   help="source format (default: from the file)")
+    s.add_argument("--to", dest="dst_format", default=None, choices=["zarr", "pickle", "d4rl", "robomimic", "minari"],
+                   help="destination format (default: from the name; .hdf5 is D4RL)")
+    s.add_argument("--obs_key", default=None, help="HDF5 key holding the frames, e.g. agentview_image")
+    s.add_argument("--state_key", default=None, help="HDF5 key holding the low-dimensional state, e.g. states")
+    s.add_argument("--env_kwargs", default="", help="JSON dict for pvr.envs.make (re-rendering, checks)")
+    s.add_argument("--no_env_check", action="store_true", help="do not check actions against the environment")
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("encoders", help="list encoders")

@@ -25,14 +25,16 @@ from pvr.envs.registry import (  # noqa: E402
     suite_of,
     suites,
 )
-from pvr.envs.wrappers import FrameStack, InfoWrapper, stack_frames  # noqa: E402
+from pvr.envs.wrappers import EncoderObservation, FrameSkip, FrameStack, InfoWrapper, stack_frames  # noqa: E402
 
-_SUITE_MODULES = ["minigrid"]
+_SUITE_MODULES = ["minigrid", "gymnasium_envs", "atari", "dmc", "hms", "kitchen", "imagenav", "habitat"]
 for _module in _SUITE_MODULES:
     importlib.import_module(f"pvr.envs.{_module}")
 
 __all__ = [
     "ENVS",
+    "EncoderObservation",
+    "FrameSkip",
     "FrameStack",
     "InfoWrapper",
     "SuiteInfo",

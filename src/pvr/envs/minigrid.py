@@ -105,6 +105,7 @@ register_suite(
         "MiniGrid-LavaGapS5-v0",
     ],
     image_size="56x56 (agent_view_size 7 x tile_size 8)",
+    spaces="obs (56, 56, 3) uint8; action Discrete(7) (left, right, forward, pickup, drop, toggle, done)",
     default_expert="bfs",
     probe=_probe,
 )

@@ -40,6 +40,7 @@ class SuiteInfo:
     works: bool = True
     reason: str = ""
     default_expert: str | None = None
+    spaces: str = ""  # observation / action spaces in words, e.g. "obs (84, 84, 3) uint8; action Box(-1, 1, (6,))"
 
 
 @dataclass
@@ -63,11 +64,18 @@ def register_suite(
     image_size: str = "",
     default_expert: str | None = None,
     probe: Callable[[], str | None] | None = None,
+    match: Callable[[str], bool] | None = None,
+    spaces: str = "",
 ) -> None:
-    """Register a suite: every env name matching ``pattern`` is built by ``factory(name, **kw)``."""
+    """Register a suite: every env name matching ``pattern`` is built by ``factory(name, **kw)``.
+
+    ``match(name)``, when given, replaces the shell-style ``pattern`` test: suites whose
+    names have no common prefix (Gymnasium's ``Pendulum-v1``, ``HalfCheetah-v5``) claim
+    exactly the ids they can build, so unknown names still get the registry's error.
+    """
     if name in _SUITES:
         raise PvrError(f"environment suite {name!r} is registered twice; give the new suite another name")
-    info = SuiteInfo(name, pattern, description, list(examples), image_size, default_expert=default_expert)
+    info = SuiteInfo(name, pattern, description, list(examples), image_size, default_expert=default_expert, spaces=spaces)
     suite = _Suite(info, factory, probe or (lambda: None))
     _SUITES[name] = suite
     meta = {"suite": name}
@@ -75,7 +83,7 @@ def register_suite(
         ENVS.register(example, _bind(factory, example), **meta)
 
     def rule(env_name: str) -> Entry[gym.Env] | None:
-        if fnmatch.fnmatchcase(env_name, pattern):
+        if (match(env_name) if match is not None else fnmatch.fnmatchcase(env_name, pattern)):
             return Entry(env_name, _bind(factory, env_name), dict(meta))
         return None
 

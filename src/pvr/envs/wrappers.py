@@ -3,6 +3,8 @@
 - :class:`InfoWrapper` puts ``true_state`` and ``success`` into ``info`` at reset
   and at every step; each suite supplies the two functions.
 - :class:`FrameStack` stacks the last ``k`` RGB frames on the channel axis.
+- :class:`FrameSkip` repeats an action ``k`` times and merges the frames (last/avg/max).
+- :class:`EncoderObservation` replaces frames by a frozen encoder's features.
 """
 from __future__ import annotations
 
@@ -113,3 +115,115 @@ def stack_frames(frames: list[np.ndarray], mode: str = "cat") -> np.ndarray:
     f = [np.asarray(x, dtype=np.int16) for x in frames]
     parts = [f[i + 1] - f[i] for i in range(len(f) - 1)] + [f[-1]]
     return np.concatenate(parts, axis=-1)
+
+
+SKIP_MODES = ("last", "avg", "max")
+
+
+class FrameSkip(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Repeat each action ``k`` times; rewards are summed, frames merged by ``mode``.
+
+    ``mode="last"``: the last frame; ``"avg"``: the per-pixel mean of the frames seen
+    during the ``k`` steps, rounded half up (same dtype); ``"max"``: their per-pixel
+    maximum (removes Atari flicker). The repetition stops early when the episode ends,
+    and then only the frames seen are merged. ``info`` is the last step's, except
+    ``info["success"]``, which is True if any repeated step succeeded.
+    """
+
+    def __init__(self, env: gym.Env, k: int, mode: str = "last"):
+        gym.utils.RecordConstructorArgs.__init__(self, k=k, mode=mode)
+        gym.Wrapper.__init__(self, env)
+        if mode not in SKIP_MODES:
+            raise PvrError(f"unknown frame-skip mode {mode!r}; use one of {', '.join(SKIP_MODES)}")
+        if k < 1:
+            raise PvrError(f"frame skip must be >= 1, got {k}")
+        self.k, self.mode = int(k), mode
+
+    def step(self, action):
+        frames, total, success = [], 0.0, False
+        for _ in range(self.k):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            frames.append(obs)
+            total += float(reward)
+            success = success or bool(info.get("success", False))
+            if terminated or truncated:
+                break
+        if "success" in info:
+            info = dict(info)
+            info["success"] = success
+        return merge_frames(frames, self.mode), total, terminated, truncated, info
+
+
+def merge_frames(frames: list[np.ndarray], mode: str) -> np.ndarray:
+    """Merge the frames of one skipped step as :class:`FrameSkip` does."""
+    if mode == "last" or len(frames) == 1:
+        return frames[-1]
+    stack = np.stack(frames)
+    if mode == "max":
+        return stack.max(axis=0)
+    dtype = frames[-1].dtype
+    if np.issubdtype(dtype, np.integer):
+        n = len(frames)
+        total = stack.astype(np.int64).sum(axis=0)
+        return ((total * 2 + n) // (2 * n)).astype(dtype)  # round half up, exactly
+    return stack.mean(axis=0).astype(dtype)
+
+
+class EncoderObservation(gym.ObservationWrapper):
+    """Observations become a frozen encoder's features: (H, W, 3) uint8 → (dim,) float32.
+
+    ``encoder`` is a :class:`pvr.encoders.Encoder` (uint8 torch (B, H, W, 3) → (B, dim)).
+    When ``encoder.input_key == "true_state"`` it is fed ``info["true_state"]``
+    instead of the frame (if its ``dim`` is unknown, 0, the env is reset once here to
+    read the state's length). Frames with ``3k`` channels — ImageNav's current + goal
+    views, (H, W, 6) — are ``k`` RGB views: each is embedded and the features are
+    concatenated in channel order (``k * dim``). Put it *outside* :class:`FrameSkip`
+    and *inside* any stacking of embeddings. One env, batch 1: for many envs, batch them yourself as
+    ``pvr.evaluation`` does.
+    """
+
+    def __init__(self, env: gym.Env, encoder, device: str | None = None):
+        super().__init__(env)
+        self.encoder = encoder
+        self.device = device or "cpu"
+        self.use_state = getattr(encoder, "input_key", "obs") == "true_state"
+        dim = int(getattr(encoder, "dim", 0) or 0)
+        if self.use_state and dim == 0:
+            _, info = env.reset()
+            dim = int(np.asarray(info["true_state"]).size)
+        if dim <= 0:
+            raise PvrError(f"encoder {getattr(encoder, 'name', encoder)!r} has no known output size (dim)")
+        self.views = 1
+        if not self.use_state:
+            space = env.observation_space
+            if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+                    and space.shape[-1] % 3 == 0):
+                raise PvrError(f"EncoderObservation needs (H, W, 3k) uint8 frames, got {space}")
+            self.views = space.shape[-1] // 3
+            dim *= self.views
+        self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self._info: dict = {}
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self._info = info
+        return self.observation(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._info = info
+        return self.observation(obs), reward, terminated, truncated, info
+
+    def observation(self, observation):
+        import torch
+
+        if self.use_state:
+            x = torch.as_tensor(np.asarray(self._info["true_state"], np.float32))[None]
+        else:
+            frame = np.asarray(observation)
+            h, w, c = frame.shape
+            views = frame.reshape(h, w, c // 3, 3).transpose(2, 0, 1, 3)  # (k, H, W, 3), channel order
+            x = torch.from_numpy(np.ascontiguousarray(views))
+        with torch.inference_mode():
+            out = self.encoder(x.to(self.device))
+        return out.reshape(-1).detach().float().cpu().numpy().astype(np.float32, copy=False)
