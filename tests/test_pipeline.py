@@ -134,8 +134,14 @@ def test_lstm_free_policy_with_stacked_frames_and_evaluate_saved_run(data_path, 
                       batch_norm=True, epochs=2, embedding_name="random")
     run = trainer.train(cfg, progress=False)
     last = rows_without_time(run)[-1]["test"][ENV]
-    again = evaluate_run(run, episodes=3, num_envs=3, progress=False)[ENV]
+    again = evaluate_run(run, episodes=3, num_envs=3, progress=False, videos=1)[ENV]
     assert again["success"] == last["success"] and again["return"] == pytest.approx(last["return"])
+    gifs = sorted((run / "videos").glob("*.gif"))
+    assert [g.name for g in gifs] == [f"{ENV}-episode0.gif"]
+    from PIL import Image
+
+    with Image.open(gifs[0]) as im:
+        assert im.n_frames >= 2 and im.size[0] >= 56
 
 
 def test_sigkill_leaves_no_process_and_resume_matches(data_path, tmp_path):

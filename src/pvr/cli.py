@@ -83,9 +83,11 @@ def cmd_evaluate(a) -> None:
     from pvr.evaluation.saved import evaluate_run
 
     results = evaluate_run(a.run_dir, episodes=a.num_episodes_test, envs=a.env, seed=a.seed,
-                           num_envs=a.num_envs_test)
+                           num_envs=a.num_envs_test, videos=a.video)
     for env, r in results.items():
         print(f"{env} : return {r['return']}, success {r['success']} ({r['episodes']} episodes)")
+    if a.video:
+        print(f"videos: {a.run_dir.rstrip('/')}/videos/")
 
 
 def cmd_report(a) -> None:
@@ -208,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num_envs_test", type=int, default=8)
     s.add_argument("--env", default=None, help="environments (default: the run's), comma-separated")
     s.add_argument("--seed", type=int, default=None, help="episode seed base (default: the run's)")
+    s.add_argument("--video", type=int, default=0, metavar="N",
+                   help="save the first N episodes per environment as GIFs in <run_dir>/videos/")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("report", help="table and plot comparing encoders, from run directories")

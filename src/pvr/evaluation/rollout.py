@@ -5,6 +5,8 @@ evaluation point, every encoder and every resumed run faces the same episodes.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -14,6 +16,25 @@ from pvr.bc.policy import Policy
 from pvr.bc.stacking import OnlineStacker
 from pvr.encoders import Encoder
 from pvr.utils import module_device
+
+
+def _viewable(frame: np.ndarray) -> np.ndarray:
+    """An RGB image of an observation; stacked views (H, W, 3k) are laid side by side."""
+    frame = np.asarray(frame)
+    if frame.ndim == 3 and frame.shape[-1] > 3 and frame.shape[-1] % 3 == 0:
+        frame = np.concatenate(np.split(frame, frame.shape[-1] // 3, axis=-1), axis=1)
+    return frame.astype(np.uint8)
+
+
+def _write_gif(frames: list[np.ndarray], path: Path, fps: int = 10) -> None:
+    from PIL import Image
+
+    from pvr.utils.io import atomic_path
+
+    scale = max(1, 256 // max(frames[0].shape[:2]))  # small frames (MiniGrid's 56 px) are enlarged
+    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
 
 
 def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
@@ -28,8 +49,10 @@ def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
 def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, seed: int = 0,
              num_envs: int = 8, env_kwargs: dict | None = None, num_input_frames: int = 1,
              frame_stack_mode: str = "cat", desc: str | None = None, progress: bool = True,
-             envs: list | None = None) -> dict:
-    """Mean return, success rate and length over ``episodes`` episodes (deterministic actions)."""
+             envs: list | None = None, videos: int = 0, video_dir: str | Path | None = None) -> dict:
+    """Mean return, success rate and length over ``episodes`` episodes (deterministic actions).
+
+    ``videos=N`` writes the first N episodes as GIFs (what the agent saw) to ``video_dir``."""
     if episodes <= 0:
         return {"return": float("nan"), "success": float("nan"), "length": float("nan"), "episodes": 0}
     own = envs is None
@@ -50,9 +73,15 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
     first = np.ones(b, dtype=bool)
     bar = tqdm(total=episodes, desc=desc or env_name, leave=False, disable=not progress, dynamic_ncols=True)
     try:
+        recording: dict[int, list] = {}  # env slot → frames of an episode being recorded
+        episode_of = np.zeros(b, dtype=int)
+
         def start(j: int) -> None:
             nonlocal next_episode
+            episode_of[j] = next_episode
             obs[j], infos[j] = envs[j].reset(seed=seed + next_episode)
+            if next_episode < videos:
+                recording[j] = [_viewable(obs[j])]
             next_episode += 1
             active[j], first[j] = True, True
             ep_ret[j], ep_len[j], ep_success[j] = 0.0, 0, bool(infos[j].get("success", False))
@@ -68,6 +97,8 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
             first[:] = False
             for j in np.flatnonzero(active):
                 obs[j], r, term, trunc, infos[j] = envs[j].step(actions[j])
+                if j in recording:
+                    recording[j].append(_viewable(obs[j]))
                 ep_ret[j] += float(r)
                 ep_len[j] += 1
                 ep_success[j] |= bool(infos[j].get("success", False))
@@ -75,6 +106,8 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
                     returns.append(ep_ret[j]); successes.append(ep_success[j]); lengths.append(ep_len[j])
                     bar.update(1)
                     active[j] = False
+                    if j in recording:
+                        _write_gif(recording.pop(j), Path(video_dir or ".") / f"{env_name}-episode{episode_of[j]}.gif")
                     if next_episode < episodes:
                         start(j)
     finally:

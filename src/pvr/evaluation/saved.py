@@ -35,7 +35,8 @@ def load_policy(run_dir: str | Path) -> tuple[Policy, dict]:
 
 
 def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = None, seed: int | None = None,
-                 num_envs: int = 8, progress: bool = True) -> dict[str, dict]:
+                 num_envs: int = 8, progress: bool = True, videos: int = 0) -> dict[str, dict]:
+    """Evaluate a run's saved policy; ``videos=N`` writes N episodes per env to ``<run>/videos/``."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
@@ -56,5 +57,5 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = 
         out[name] = evaluate(policy, encoder, name, episodes=episodes, num_envs=num_envs, env_kwargs=kwargs,
                              seed=cfg["seed"] * 1_000_003 if seed is None else seed,
                              num_input_frames=cfg["num_input_frames"], frame_stack_mode=cfg["frame_stack_mode"],
-                             progress=progress)
+                             progress=progress, videos=videos, video_dir=run_dir / "videos")
     return out
