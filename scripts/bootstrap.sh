@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 log() { echo "[pvr setup] $*" >&2; }
 
-APT_PACKAGES=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri)
+APT_PACKAGES=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri darknet)  # darknet: sample photos + ImageNet labels for tests
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${APT_PACKAGES[@]}"; do

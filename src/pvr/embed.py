@@ -3,15 +3,41 @@
 Features live inside the dataset store, under ``features/<encoder name>-<fingerprint>``,
 as an (N, dim) float32 array over the dataset's frames. The key includes the
 encoder's fingerprint (name + weights digest + preprocessing), so changing any of
-them embeds again, and nothing else does. Progress is committed batch by batch
-(``frames_done`` attribute), so a killed ``pvr embed`` resumes where it stopped, and
-an appended dataset only embeds its new frames. A lock file stops two ``embed``
-processes from writing the same features at once.
+them embeds again, and nothing else does.
+
+Memory is bounded by the batch size, not the dataset: frames are read lazily,
+one batch ahead of the encoder (a prefetching reader thread), and features are
+written batch by batch.
+
+Progress and concurrency. The feature array is cut into chunks of ``C`` frames.
+A companion array ``features/<key>.progress`` holds, per chunk, how many of its
+leading frames are embedded; it has one element per file, so processes working
+on different chunks never write the same file. That makes three things safe:
+
+- resume: a killed ``embed`` restarts from each chunk's progress (nothing is
+  embedded twice, nothing is skipped, the result equals an uninterrupted run);
+- sharding: ``shard=(i, n)`` embeds only the i-th of n contiguous chunk ranges,
+  so n processes (or a Slurm array) can write the same array at once;
+- a second ``embed`` of the same dataset and encoder refuses (or, with
+  ``wait=True``, waits and then reuses the result) instead of corrupting it.
+
+Locks (all ``fcntl``, released by the kernel when a process dies, even on
+SIGKILL), in ``<dataset>.zarr/.features-<key>.*``:
+
+- ``.lock``: an unsharded run holds it exclusively, shards hold it shared;
+- ``.ranges.lock``: each process holds a byte-range lock over its chunk range,
+  so overlapping shards (0/2 and 0/4, or the same shard twice) refuse;
+- ``.meta.lock``: a short exclusive section around every metadata write
+  (creating/resizing the arrays, the ``frames_done`` attribute).
+
+``frames_done`` (an attribute of the feature array) is the number of leading
+frames embedded; features are complete when it reaches the dataset's frames.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +49,15 @@ from tqdm.auto import tqdm
 
 import pvr.data
 import pvr.encoders
+from pvr.data.store import FrameArray
 from pvr.encoders import Encoder
 from pvr.errors import PvrError
 from pvr.utils import default_device
 
 FEATURES_GROUP = "features"
+PROGRESS_SUFFIX = ".progress"
+_CHUNK_BYTES = 1 << 20  # target size of one feature chunk
+_MAX_RANGE = 1 << 40  # "to the end" for byte-range locks
 
 
 def features_key(encoder: Encoder) -> str:
@@ -56,85 +86,240 @@ def make_encoder(name: str, ds=None, **kw) -> Encoder:
     return pvr.encoders.create(name, **kw)
 
 
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0 <= i < n) → (i, n); None stays None."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, tuple):
+        i, n = text
+    else:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            i, n = (int(x) for x in str(text).split("/"))
+        except ValueError:
+            raise PvrError(f"--shard {text!r} is not of the form i/n; use e.g. --shard 0/4 ... --shard 3/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise PvrError(f"--shard {i}/{n} is out of range; i must be in 0..n-1, e.g. --shard 0/{max(n, 1)}")
+    return int(i), int(n)
+
+
+# -- locks -------------------------------------------------------------------------
+@contextmanager
+def _flock(path: Path, *, shared: bool, wait: bool, busy: str) -> Iterator[None]:
+    """Whole-file lock (per open file, so it also excludes threads of this process)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        flags = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(f, flags if wait else flags | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PvrError(f"another process is embedding into {path.parent} right now; "
-                           "wait for it to finish (its result will be reused)") from None
+            raise PvrError(busy) from None
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# Open-file-description byte-range locks (Linux): like flock they belong to the
+# open file, not the process, so two claims from one process conflict too.
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+_F_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", 38)
+
+
+@contextmanager
+def _range_lock(path: Path, lo: int, hi: int, *, wait: bool, busy: str) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        flock = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, lo, hi - lo, 0)
+        try:
+            fcntl.fcntl(fd, _F_OFD_SETLKW if wait else _F_OFD_SETLK, flock)
+        except OSError as e:
+            if e.errno in (11, 13):  # EAGAIN / EACCES: someone holds an overlapping range
+                raise PvrError(busy) from None
+            # no OFD locks on this system: fall back to per-process POSIX locks
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB), hi - lo, lo)
+            except OSError:
+                raise PvrError(busy) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# -- the feature arrays ---------------------------------------------------------------
 def find_features(ds, encoder: Encoder):
     """The complete feature array for ``encoder`` over all of ``ds``'s frames, or None."""
     key = features_key(encoder)
     try:
         arr = ds.group[FEATURES_GROUP][key]
-    except (KeyError, FileNotFoundError, AttributeError):
+    except (KeyError, FileNotFoundError, AttributeError, TypeError):
         return None
     if arr.attrs.get("frames_done", 0) < ds.num_frames or arr.shape[0] < ds.num_frames:
         return None
     return arr
 
 
-def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, device: str | None = None):
-    """Embed every frame of ``ds`` (opened with mode="a") with ``encoder``; return the feature array.
+def chunk_frames_for(dim: int) -> int:
+    """Frames per feature chunk: about 1 MiB of float32, between 16 and 8192 frames."""
+    return int(max(16, min(8192, _CHUNK_BYTES // (4 * max(1, dim)))))
 
-    Runs on the GPU when there is one (``device`` overrides)."""
+
+def _prepare(ds, encoder: Encoder, key: str, chunk_frames: int | None):
+    """Create or grow the feature and progress arrays (caller holds the meta lock)."""
+    grp = ds.group.require_group(FEATURES_GROUP)
+    n = ds.num_frames
+    if key in grp:
+        arr = grp[key]
+        if arr.shape[0] < n:
+            arr.resize((n, encoder.dim))
+    else:
+        c = chunk_frames or chunk_frames_for(encoder.dim)
+        arr = grp.create_array(key, shape=(n, encoder.dim), chunks=(c, encoder.dim), dtype="float32")
+        arr.attrs.update({"encoder": encoder.name, "fingerprint": encoder.fingerprint,
+                          "identity": {k: v for k, v in encoder.identity().items() if k != "preprocess"},
+                          "dim": encoder.dim, "frames_done": 0})
+    c = int(arr.chunks[0])
+    nchunks = -(-n // c)
+    pkey = key + PROGRESS_SUFFIX
+    if pkey in grp:
+        prog = grp[pkey]
+        if prog.shape[0] < nchunks:
+            prog.resize((nchunks,))
+    else:
+        # one element per file: concurrent shards never write the same file
+        prog = grp.create_array(pkey, shape=(nchunks,), chunks=(1,), dtype="int64", fill_value=0)
+        done = int(arr.attrs.get("frames_done", 0))  # features written before progress arrays existed
+        if done:
+            prog[:] = np.clip(done - np.arange(nchunks) * c, 0, c)
+    return arr, prog, c
+
+
+def _chunk_lengths(n: int, c: int) -> np.ndarray:
+    nchunks = -(-n // c)
+    return np.minimum(c, n - np.arange(nchunks, dtype=np.int64) * c)
+
+
+def _prefix(progress: np.ndarray, lengths: np.ndarray, c: int) -> int:
+    """Frames embedded from the start without a gap."""
+    short = np.flatnonzero(progress[: len(lengths)] < lengths)
+    if short.size == 0:
+        return int(lengths.sum())
+    k = int(short[0])
+    return k * c + int(progress[k])
+
+
+def _todo(progress: np.ndarray, lengths: np.ndarray, c: int, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Frame intervals still to embed in chunks [lo, hi), merged where contiguous."""
+    out: list[tuple[int, int]] = []
+    for k in range(lo, hi):
+        a, b = k * c + int(progress[k]), k * c + int(lengths[k])
+        if a >= b:
+            continue
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def shard_chunks(nchunks: int, shard: tuple[int, int] | None) -> tuple[int, int]:
+    """The contiguous chunk range [lo, hi) that shard (i, n) owns."""
+    if shard is None:
+        return 0, nchunks
+    i, n = shard
+    return nchunks * i // n, nchunks * (i + 1) // n
+
+
+def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, device: str | None = None,
+          shard: tuple[int, int] | str | None = None, wait: bool = False, chunk_frames: int | None = None):
+    """Embed the frames of ``ds`` (opened with mode="a") with ``encoder``; return the feature array.
+
+    ``shard=(i, n)`` (or ``"i/n"``) embeds only shard i of n; the array is complete
+    once every shard has run (check with :func:`find_features`). ``wait=True``
+    waits for a concurrent ``embed`` of the same features instead of refusing.
+    Runs on the GPU when there is one (``device`` overrides).
+    """
+    shard = parse_shard(shard)
+    if batch_size < 1:
+        raise PvrError(f"batch size must be at least 1, got {batch_size}")
+    if encoder.input_key not in ds:
+        raise PvrError(f"{ds.path} has no {encoder.input_key!r} frames to embed; collect or convert episodes first")
     done = find_features(ds, encoder)
     if done is not None:
         return done
+    if ds.read_only:
+        raise PvrError(f"{ds.path} is open read-only; open it with mode='a' to embed")
     key = features_key(encoder)
-    lock_path = Path(ds.path) / f".{FEATURES_GROUP}-{key}.lock"
-    with _lock(lock_path):
-        grp = ds.group.require_group(FEATURES_GROUP)
+    base = Path(ds.path) / f".{FEATURES_GROUP}-{key}"
+    what = f"shard {shard[0]}/{shard[1]}" if shard else "all frames"
+    busy = (f"another process is embedding {key} into {ds.path} right now; wait for it to finish "
+            "(its result will be reused) or pass --wait")
+    with _flock(Path(f"{base}.lock"), shared=shard is not None, wait=wait, busy=busy):
+        if wait and (found := find_features(ds, encoder)) is not None:
+            return found  # someone else finished while we waited
+        with _flock(Path(f"{base}.meta.lock"), shared=False, wait=True, busy=busy):
+            arr, prog, c = _prepare(ds, encoder, key, chunk_frames)
         n = ds.num_frames
-        if key in grp:
-            arr = grp[key]
-            if arr.shape[0] < n:
-                arr.resize((n, encoder.dim))
-        else:
-            arr = grp.create_array(key, shape=(n, encoder.dim), chunks=(min(max(n, 1), 4096), encoder.dim),
-                                   dtype="float32")
-            arr.attrs.update({"encoder": encoder.name, "fingerprint": encoder.fingerprint,
-                              "identity": {k: v for k, v in encoder.identity().items() if k != "preprocess"},
-                              "dim": encoder.dim, "frames_done": 0})
-        start = int(arr.attrs.get("frames_done", 0))
-        source = ds[encoder.input_key]
-        starts = list(range(start, n, batch_size))
-        bar = tqdm(total=n, initial=start, desc=f"embed {ds.env} [{encoder.name}]", unit="frame",
-                   disable=not progress, dynamic_ncols=True)
+        lengths = _chunk_lengths(n, c)
+        lo, hi = shard_chunks(len(lengths), shard)
+        busy_range = (f"{what} of {key} in {ds.path} overlaps one another process is embedding right now; "
+                      "run each shard once, with the same n (e.g. --shard 0/4 ... 3/4), or pass --wait")
+        with _range_lock(Path(f"{base}.ranges.lock"), lo, hi if hi > lo else lo + 1, wait=wait, busy=busy_range):
+            state = np.asarray(prog[:], dtype=np.int64)
+            todo = _todo(state, lengths, c, lo, hi)
+            _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device,
+                 update_prefix=shard is None, desc=f"embed {ds.env} [{encoder.name}]" + (f" {what}" if shard else ""))
+        with _flock(Path(f"{base}.meta.lock"), shared=False, wait=True, busy=busy):
+            fresh = ds.group[FEATURES_GROUP][key]  # re-read: other shards may have changed it
+            state = np.asarray(ds.group[FEATURES_GROUP][key + PROGRESS_SUFFIX][:], dtype=np.int64)
+            prefix = _prefix(state, lengths, c)
+            if prefix > int(fresh.attrs.get("frames_done", 0)):
+                fresh.attrs["frames_done"] = prefix
+        return fresh
 
-        def read(a: int) -> np.ndarray:
-            return np.asarray(source[a : min(a + batch_size, n)])
 
-        encoder.eval()
-        if device is None:
-            device = default_device()
-        encoder.to(device)
+def _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device, *, update_prefix, desc):
+    total = sum(b - a for a, b in todo)
+    batches = [(s, min(s + batch_size, b)) for a, b in todo for s in range(a, b, batch_size)]
+    bar = tqdm(total=int(lengths.sum()), initial=int(lengths.sum()) - total, desc=desc, unit="frame",
+               disable=not progress, dynamic_ncols=True)
+    source = ds[encoder.input_key]
+
+    def read(ab: tuple[int, int]) -> np.ndarray:
+        return np.asarray(source[ab[0]: ab[1]])
+
+    encoder.eval()
+    if device is None:
+        device = default_device()
+    encoder.to(device)
+    try:
         with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
-            pending = pool.submit(read, starts[0]) if starts else None
-            for i, a in enumerate(starts):
+            pending = pool.submit(read, batches[0]) if batches else None
+            for i, (a, b) in enumerate(batches):
                 batch = pending.result()
-                pending = pool.submit(read, starts[i + 1]) if i + 1 < len(starts) else None
+                pending = pool.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
                 feats = encoder(torch.from_numpy(batch).to(device)).cpu().numpy()
-                arr[a : a + len(feats)] = feats
-                arr.attrs["frames_done"] = a + len(feats)
-                bar.update(len(feats))
+                arr[a:b] = feats
+                # commit: per-chunk progress (one file each), after the features are on disk
+                for k in range(a // c, (b - 1) // c + 1):
+                    state[k] = min(b, k * c + int(lengths[k])) - k * c
+                    prog[k] = state[k]
+                if update_prefix:  # only an unsharded run (it holds the exclusive lock) writes attrs per batch
+                    arr.attrs["frames_done"] = _prefix(state, lengths, c)
+                bar.update(b - a)
+    finally:
         bar.close()
-        return arr
 
 
-def load_features(ds, encoder: Encoder) -> np.ndarray:
-    """All features of ``ds`` for ``encoder`` as one (N, dim) array; PvrError if not embedded yet."""
+def open_features(ds, encoder: Encoder) -> FrameArray:
+    """A lazy (N, dim) view of the complete features: only what is indexed is read."""
     arr = find_features(ds, encoder)
     if arr is None:
         raise PvrError(f"{ds.path} has no complete {encoder.name} features (fingerprint {encoder.fingerprint}); "
                        f"run `pvr embed --env {ds.env} --embedding_name {encoder.name} --data_path {Path(ds.path).parent}`")
-    return np.asarray(arr[: ds.num_frames])
+    return FrameArray(arr, ds.num_frames, f"features/{features_key(encoder)}")
+
+
+def load_features(ds, encoder: Encoder) -> np.ndarray:
+    """All features of ``ds`` for ``encoder`` as one (N, dim) array; PvrError if not embedded yet."""
+    return np.asarray(open_features(ds, encoder)[:])

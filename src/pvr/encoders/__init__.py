@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from pvr.encoders.base import Encoder, Preprocess
 from pvr.encoders.registry import ENCODERS, register_encoder
-from pvr.encoders import random_conv, efficientnet, true_state, resnet  # noqa: F401  (registration)
+from pvr.encoders import random_conv, efficientnet, true_state, resnet, moco  # noqa: F401  (registration)
+from pvr.encoders import clip, mae, maskrcnn  # noqa: F401  (registration)
+from pvr.encoders.concat import ConcatEncoder, concat  # noqa: E402  (registers the uber models)
+from pvr.encoders.custom import register_checkpoint, register_module, register_timm
 from pvr.errors import PvrError
 
-__all__ = ["Encoder", "Preprocess", "create", "available", "info", "register_encoder", "PvrError"]
+__all__ = ["Encoder", "Preprocess", "ConcatEncoder", "create", "available", "info", "concat", "register_encoder",
+           "register_timm", "register_module", "register_checkpoint", "PvrError"]
 
 
 def create(name: str, **kw) -> Encoder:

