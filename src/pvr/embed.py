@@ -51,6 +51,7 @@ import pvr.data
 import pvr.encoders
 from pvr.data.store import FrameArray
 from pvr.encoders import Encoder
+from pvr.encoders.base import encode
 from pvr.errors import PvrError
 from pvr.utils import default_device
 
@@ -77,6 +78,14 @@ def open_dataset(data_path: str | os.PathLike, env: str, mode: str = "r"):
                 else f" Collect it with `pvr collect --env {env} --episodes N --data_path {data_path}`.")
         raise PvrError(f"no dataset for {env} at {path}.{hint}")
     return pvr.data.open(path, mode=mode)
+
+
+def feature_dim(encoder: Encoder, ds) -> int:
+    """Size of one frame's features: ``encoder.dim`` per RGB view (ImageNav frames hold 2 views)."""
+    if encoder.input_key != "obs":
+        return encoder.dim
+    shape = ds.obs_shape or (0, 0, 3)
+    return encoder.dim * max(1, int(shape[-1]) // 3)
 
 
 def make_encoder(name: str, ds=None, **kw) -> Encoder:
@@ -168,16 +177,17 @@ def _prepare(ds, encoder: Encoder, key: str, chunk_frames: int | None):
     """Create or grow the feature and progress arrays (caller holds the meta lock)."""
     grp = ds.group.require_group(FEATURES_GROUP)
     n = ds.num_frames
+    dim = feature_dim(encoder, ds)
     if key in grp:
         arr = grp[key]
         if arr.shape[0] < n:
-            arr.resize((n, encoder.dim))
+            arr.resize((n, dim))
     else:
-        c = chunk_frames or chunk_frames_for(encoder.dim)
-        arr = grp.create_array(key, shape=(n, encoder.dim), chunks=(c, encoder.dim), dtype="float32")
+        c = chunk_frames or chunk_frames_for(dim)
+        arr = grp.create_array(key, shape=(n, dim), chunks=(c, dim), dtype="float32")
         arr.attrs.update({"encoder": encoder.name, "fingerprint": encoder.fingerprint,
                           "identity": {k: v for k, v in encoder.identity().items() if k != "preprocess"},
-                          "dim": encoder.dim, "frames_done": 0})
+                          "dim": dim, "frames_done": 0})
     c = int(arr.chunks[0])
     nchunks = -(-n // c)
     pkey = key + PROGRESS_SUFFIX
@@ -298,7 +308,7 @@ def _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, 
             for i, (a, b) in enumerate(batches):
                 batch = pending.result()
                 pending = pool.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
-                feats = encoder(torch.from_numpy(batch).to(device)).cpu().numpy()
+                feats = encode(encoder, torch.from_numpy(batch).to(device)).cpu().numpy()
                 arr[a:b] = feats
                 # commit: per-chunk progress (one file each), after the features are on disk
                 for k in range(a // c, (b - 1) // c + 1):

@@ -31,8 +31,9 @@ from pvr.bc.policy import ActionSpec, Policy
 from pvr.bc.stats import StatsLog
 from pvr.bc.sampler import Demonstrations, batches, episode_starts
 from pvr.bc.stacking import combine, stack_episodes, stack_indices
-from pvr.embed import embed, find_features, load_features, make_encoder, open_dataset
+from pvr.embed import embed, feature_dim, find_features, load_features, make_encoder, open_dataset
 from pvr.encoders import ENCODERS
+from pvr.encoders.base import encode
 from pvr.errors import PvrError
 from pvr.evaluation.worker import EvalWorker
 from pvr.utils import default_device
@@ -95,7 +96,7 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
                 raise PvrError("environments were embedded with different encoder weights")
             fingerprint = encoder.fingerprint
             facts["encoder_kwargs"] = {"dim": encoder.dim} if encoder.input_key == "true_state" else {}
-            facts["obs_dim"] = encoder.dim * k
+            facts["obs_dim"] = feature_dim(encoder, ds) * k
     shapes = {p.obs.shape[1:] for p in parts}
     if len(shapes) != 1:
         raise PvrError(f"the environments' {'inputs' if cfg.train_embedding else 'features'} have different "
@@ -327,7 +328,7 @@ def _encode_window(encoder, data: Demonstrations, index: torch.Tensor, cfg: Trai
     T, B = index.shape
     idx = data.stack_index[index.numpy()]  # (T, B, K)
     raw = torch.from_numpy(data.obs[idx.reshape(-1)]).to(device)
-    feats = encoder(raw).view(T, B, idx.shape[-1], -1)
+    feats = encode(encoder, raw).view(T, B, idx.shape[-1], -1)
     return combine(feats, cfg.frame_stack_mode)
 
 

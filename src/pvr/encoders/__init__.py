@@ -5,7 +5,7 @@ their own with :func:`register_encoder` from their own module (see README).
 """
 from __future__ import annotations
 
-from pvr.encoders.base import Encoder, Preprocess
+from pvr.encoders.base import Encoder, Preprocess, encode
 from pvr.encoders.registry import ENCODERS, register_encoder
 from pvr.encoders import random_conv, efficientnet, true_state, resnet, moco  # noqa: F401  (registration)
 from pvr.encoders import clip, mae, maskrcnn  # noqa: F401  (registration)
@@ -13,7 +13,7 @@ from pvr.encoders.concat import ConcatEncoder, concat  # noqa: E402  (registers 
 from pvr.encoders.custom import register_checkpoint, register_module, register_timm
 from pvr.errors import PvrError
 
-__all__ = ["Encoder", "Preprocess", "ConcatEncoder", "create", "available", "info", "concat", "register_encoder",
+__all__ = ["encode", "Encoder", "Preprocess", "ConcatEncoder", "create", "available", "info", "concat", "register_encoder",
            "register_timm", "register_module", "register_checkpoint", "PvrError"]
 
 

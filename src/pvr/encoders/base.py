@@ -178,3 +178,21 @@ class Encoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, dim={self.dim}, fingerprint={self.fingerprint}"
+
+
+def encode(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
+    """Encode a batch of observations, whatever their kind: (B, dim·views).
+
+    State vectors go to the encoder as they are. Frames with 3k channels (B, H, W, 3k)
+    — e.g. image-goal navigation's current + goal views — are k RGB views: each is
+    embedded by the same encoder and the features are concatenated in channel order.
+    The one place this rule lives: embedding, training and evaluation all call it.
+    """
+    if encoder.input_key != "obs" or x.ndim != 4 or x.shape[-1] == 3:
+        return encoder(x)
+    b, h, w, c = x.shape
+    if c % 3:
+        raise ValueError(f"frames must have 3k channels (RGB views); got {c}")
+    k = c // 3
+    views = x.reshape(b, h, w, k, 3).permute(0, 3, 1, 2, 4).reshape(b * k, h, w, 3)
+    return encoder(views).reshape(b, -1)

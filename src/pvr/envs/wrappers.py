@@ -217,13 +217,12 @@ class EncoderObservation(gym.ObservationWrapper):
     def observation(self, observation):
         import torch
 
+        from pvr.encoders.base import encode
+
         if self.use_state:
             x = torch.as_tensor(np.asarray(self._info["true_state"], np.float32))[None]
         else:
-            frame = np.asarray(observation)
-            h, w, c = frame.shape
-            views = frame.reshape(h, w, c // 3, 3).transpose(2, 0, 1, 3)  # (k, H, W, 3), channel order
-            x = torch.from_numpy(np.ascontiguousarray(views))
+            x = torch.from_numpy(np.ascontiguousarray(observation))[None]
         with torch.inference_mode():
-            out = self.encoder(x.to(self.device))
+            out = encode(self.encoder, x.to(self.device))
         return out.reshape(-1).detach().float().cpu().numpy().astype(np.float32, copy=False)

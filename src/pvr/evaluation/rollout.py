@@ -15,6 +15,7 @@ import pvr.envs
 from pvr.bc.policy import Policy
 from pvr.bc.stacking import OnlineStacker
 from pvr.encoders import Encoder
+from pvr.encoders.base import encode
 from pvr.utils import module_device
 
 
@@ -43,7 +44,7 @@ def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
     else:
         batch = torch.as_tensor(np.stack(obs))
     with torch.inference_mode():
-        return encoder(batch.to(module_device(encoder))).cpu().numpy()
+        return encode(encoder, batch.to(module_device(encoder))).cpu().numpy()
 
 
 def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, seed: int = 0,
