@@ -9,8 +9,6 @@ own preprocessing; the fingerprint covers every part.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 
 import torch
 from torch import nn
@@ -70,13 +68,6 @@ class ConcatEncoder(Encoder):
 
     def identity(self) -> dict:
         return {"name": self.name, "parts": [p.identity() for p in self.parts], "input_key": self.input_key}
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None or self.trainable:
-            blob = json.dumps(self.identity(), sort_keys=True, default=list).encode()
-            self._fingerprint = hashlib.sha256(blob).hexdigest()[:16]
-        return self._fingerprint
 
 
 def concat(names: list[str], *, name: str | None = None, **kw) -> ConcatEncoder:
