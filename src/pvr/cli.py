@@ -31,7 +31,8 @@ def cmd_collect(a) -> None:
     from pvr.collect import collect
 
     path = collect(a.env, a.episodes, a.data_path, expert=a.expert, seed=a.seed, keep_failures=a.keep_failures,
-                   env_kwargs=_json_dict(a.env_kwargs))
+                   env_kwargs=_json_dict(a.env_kwargs), expert_kwargs=_json_dict(a.expert_kwargs),
+                   workers=a.workers, progress=not a.quiet)
     print(path)
 
 
@@ -167,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-failures", "--keep_failures", dest="keep_failures", action="store_true",
                    help="also keep episodes the expert failed")
     s.add_argument("--env_kwargs", default="", help="JSON dict for pvr.envs.make, e.g. '{\"max_steps\": 64}'")
+    s.add_argument("--expert_kwargs", default="", help="JSON dict for the expert, e.g. '{\"samples\": 64}' for a planner")
+    s.add_argument("--workers", type=int, default=1,
+                   help="episodes run in this many processes (the dataset is the same whatever the number)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_collect)
 
     s = sub.add_parser("embed", help="embed every frame of a dataset with an encoder (cached by fingerprint)")

@@ -61,7 +61,7 @@ def ensure_features(cfg: TrainConfig) -> None:
         if missing:
             _log(f"{env}: no {encoder.name} features yet; embedding the dataset first")
             with open_dataset(cfg.data_path, env, mode="a") as wds:
-                embed(wds, encoder)
+                embed(wds, encoder, wait=True)  # a concurrent run embedding the same data: wait, reuse
 
 
 def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:

@@ -299,7 +299,7 @@ class ZarrDataset(Dataset):
             raise PvrError(f"{self.path} is open read-only; reopen it with pvr.data.open(path, mode='a') to append")
         index = self.num_episodes
         ep = validate_episode({"obs": obs, "action": action, "true_state": true_state, "reward": reward, "done": done},
-                              index, expected=self._expected())
+                              index, expected=self._expected(), views=int(self.meta.get("views") or 1))
         if not self._arrays:
             self._create_arrays(ep)
         start = self.num_frames

@@ -43,12 +43,16 @@ def expected_from(ep: dict) -> dict:
     }
 
 
-def validate_episode(ep: Any, index: int, *, expected: dict | None = None, require_done: bool = False) -> dict:
+def validate_episode(ep: Any, index: int, *, expected: dict | None = None, require_done: bool = False,
+                     views: int = 1) -> dict:
     """Validate one trajectory and return it normalised to the store's dtypes.
 
     ``ep`` is a dict of numpy arrays: ``obs`` (n,H,W,3) uint8, ``action`` (n,)
     integer or (n,A) float, ``true_state`` (n,S) numeric, optional ``done`` (n,)
-    bool/0-1 and ``reward`` (n,) numeric. ``expected`` (from :func:`expected_from`
+    bool/0-1 and ``reward`` (n,) numeric. A dataset that declares ``views`` = k > 1
+    in its meta (image-goal navigation: current + goal view, k = 2) holds frames of
+    k RGB views on channels, (n,H,W,3k); any other multi-frame obs is refused
+    (frame stacks are built after loading). ``expected`` (from :func:`expected_from`
     of an earlier episode) pins obs/action/true_state shapes and the action kind.
     Missing ``done`` becomes [F, ..., F, T]; missing ``reward`` becomes zeros.
     Raises :class:`PvrError` naming ``index`` and the offending key.
@@ -64,10 +68,18 @@ def validate_episode(ep: Any, index: int, *, expected: dict | None = None, requi
             raise _fail(index, key, f"is a {type(ep[key]).__name__}, not a numpy array; convert it with np.asarray before storing")
 
     obs = ep["obs"]
-    if obs.ndim == 4 and obs.shape[-1] > 3 and obs.shape[-1] % 3 == 0:
+    views = int(views or 1)
+    if views < 1:
+        raise _fail(index, None, f"the dataset declares views={views}; views (RGB views per frame) must be >= 1")
+    if views > 1 and not (obs.ndim == 4 and obs.shape[-1] == 3 * views):
+        raise _fail(index, "obs", f"has shape {_shape(obs)} but the dataset declares {views} views per frame, so it "
+                    f"must be (n, H, W, {3 * views}) uint8 (the views concatenated on channels)")
+    if views == 1 and obs.ndim == 4 and obs.shape[-1] > 3 and obs.shape[-1] % 3 == 0:
         raise _fail(index, "obs", f"has shape {_shape(obs)} but must be (n, H, W, 3) uint8 single frames "
-                    f"(looks like {obs.shape[-1] // 3} stacked frames; stack frames after loading, not in the data)")
-    if obs.ndim != 4 or obs.shape[-1] != 3:
+                    f"(looks like {obs.shape[-1] // 3} stacked frames; stack frames after loading, not in the data; "
+                    f"if each frame really holds {obs.shape[-1] // 3} views, e.g. current + goal, declare "
+                    f"meta {{'views': {obs.shape[-1] // 3}}} when creating the dataset)")
+    if views == 1 and (obs.ndim != 4 or obs.shape[-1] != 3):
         raise _fail(index, "obs", f"has shape {_shape(obs)} but must be (n, H, W, 3) uint8 single frames "
                     "(stack frames after loading, not in the data)")
     if obs.dtype != np.uint8:

@@ -141,6 +141,7 @@ register_suite(
     examples=["DMC-cartpole-swingup", "DMC-walker-walk", "DMC-walker-stand", "DMC-cheetah-run",
               "DMC-finger-spin", "DMC-reacher-easy"],
     image_size=f"{DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} (image_size=)",
+    default_expert="mppi",
     probe=_probe,
     spaces="obs (84, 84, 3) uint8; action Box(spec min, spec max, (a,), float32)",
 )

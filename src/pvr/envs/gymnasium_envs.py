@@ -132,6 +132,7 @@ register_suite(
     examples=["Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "HalfCheetah-v5", "Hopper-v5",
               "Walker2d-v5", "Ant-v5"],
     image_size=f"{DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} (image_size=)",
+    default_expert="control",
     probe=_probe,
     match=match,
     spaces="obs (H, W, 3) uint8; action: the Gymnasium env's own (Box or Discrete)",

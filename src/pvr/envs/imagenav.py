@@ -457,7 +457,7 @@ register_suite(
     examples=["ImageNav-apartment_0", "ImageNav-apartment_1", "ImageNav-room_0", "ImageNav-office_0",
               "ImageNav-hotel_0", "ImageNav-frl_apartment_0"],
     image_size=f"{DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} (x2 views stacked: H, W, 6)",
-    default_expert=None,
+    default_expert="shortest_path",
     probe=_probe,
     spaces="obs (64, 64, 6) uint8 = current view + goal view; action Discrete(3) forward/left/right",
 )

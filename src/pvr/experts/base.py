@@ -27,6 +27,11 @@ class Expert:
     def __init__(self, env: gym.Env):
         self.env = env
 
+    def seed(self, seed: int) -> None:
+        """Called before :meth:`reset` with the episode's seed: experts that sample
+        (planners) re-seed their generator here, so an episode depends on its seed
+        alone, not on which process ran it or what it ran before."""
+
     def reset(self, obs: Any, info: dict) -> None:
         """Called once at each episode start, right after ``env.reset``."""
 
@@ -55,6 +60,8 @@ def create(kind: str | None, env: gym.Env, **kwargs: Any) -> Expert:
     from pvr.envs.registry import _SUITES, suite_of
 
     suite = suite_of(env)
+    if kind is not None and kind.startswith("policy:"):  # a saved policy: --expert policy:<path>
+        kind, kwargs = "policy", {**kwargs, "path": kind[len("policy:"):]}
     if kind is None:
         info = _SUITES[suite].info if suite in _SUITES else None
         kind = info.default_expert if info else None
@@ -71,4 +78,10 @@ def create(kind: str | None, env: gym.Env, **kwargs: Any) -> Expert:
             f"expert {kind!r} supports the {', '.join(supported)} suite(s), not {suite}; "
             f"for {suite} use one of: {', '.join(fits) or '(none registered)'} (`pvr experts`)"
         )
-    return entry.factory(env, **kwargs)
+    try:
+        return entry.factory(env, **kwargs)
+    except TypeError as exc:
+        if kwargs and "argument" in str(exc):
+            raise PvrError(f"expert {kind!r}: bad option ({exc}); its options are the keyword arguments of "
+                           f"{getattr(entry.factory, '__qualname__', kind)}") from None
+        raise

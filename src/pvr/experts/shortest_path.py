@@ -1,0 +1,95 @@
+"""``shortest_path``: the geodesic shortest-path follower for image-goal navigation.
+
+The original's Habitat expert (``ShortestPathFollower``) for ``ImageNav-*`` (MiniWorld)
+and ``HabitatImageNav-*``: both run :class:`pvr.envs.navtask.ImageNavEnv`, whose
+backend keeps a Dijkstra distance field to the goal. Each step the follower asks
+the env for the shortest path from the agent (``env.unwrapped.shortest_path()``),
+picks the point ``lookahead`` metres along it (aiming ahead cuts the 8-connected
+grid's zig-zags; the walls are inflated by more than the agent's radius, so a
+chord of 0.6 m stays clear), and turns towards it until the heading error is
+within half a turn step, then walks forward. A forward step that did not move the
+agent (a collision) makes it turn towards the path until it can move again.
+
+It reads the env's geometry only: it never moves the agent or renders, so the
+env is left exactly as it was. No STOP action exists: the env ends the episode
+on arrival.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from pvr.errors import PvrError
+from pvr.experts.base import Expert, register_expert
+
+
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+def point_along(path: np.ndarray, start: np.ndarray, distance: float) -> np.ndarray:
+    """The point ``distance`` metres along the polyline start → path[0] → path[1] ... (its end if shorter)."""
+    prev = np.asarray(start, float)
+    left = distance
+    for p in path:
+        seg = float(np.linalg.norm(p - prev))
+        if seg >= left and seg > 0:
+            return prev + (p - prev) * (left / seg)
+        left -= seg
+        prev = p
+    return np.asarray(path[-1], float)
+
+
+@register_expert("shortest_path", suites=("ImageNav", "HabitatImageNav"),
+                 description="geodesic shortest-path follower (the original's Habitat expert) for image-goal navigation")
+class ShortestPathFollower(Expert):
+    name = "shortest_path"
+
+    def __init__(self, env: gym.Env, *, lookahead: float = 0.6):
+        super().__init__(env)
+        u = env.unwrapped
+        if not (hasattr(u, "shortest_path") and hasattr(u, "agent_pose") and hasattr(u, "backend")):
+            raise PvrError(f"the shortest_path expert needs an image-goal navigation env (ImageNav-*), got "
+                           f"{type(u).__name__}; pick another expert (`pvr experts`)")
+        self.lookahead = float(lookahead)
+        self.gave_up = False
+        self._last: tuple[np.ndarray, int] | None = None
+
+    def reset(self, obs: Any, info: dict) -> None:
+        self.gave_up = False
+        self._last = None
+
+    def act(self, obs: Any, info: dict) -> int:
+        from pvr.envs.navtask import FORWARD, LEFT, RIGHT
+
+        u = self.env.unwrapped
+        pos, heading = u.agent_pose()
+        try:
+            path = u.shortest_path(pos)
+        except PvrError:
+            self.gave_up = True  # not connected to the goal: nothing sensible to do
+            return FORWARD
+        target = point_along(path, pos, self.lookahead)
+        delta = target - pos
+        if float(np.hypot(*delta)) < 1e-6:
+            target, delta = path[-1], path[-1] - pos
+        # MiniWorld's heading h faces (cos h, -sin h) in the (x, z) ground plane; "left" increases h.
+        want = math.atan2(-float(delta[1]), float(delta[0]))
+        err = _wrap(want - heading)
+        half_turn = math.radians(u.backend.turn_angle_deg) / 2
+        blocked = self._last is not None and self._last[1] == FORWARD and np.allclose(self._last[0], pos)
+        if abs(err) <= half_turn + 1e-6 and not blocked:
+            action = FORWARD
+        else:
+            action = LEFT if err > 0 else RIGHT
+        self._last = (pos, action)
+        return action
+
+    def describe(self) -> dict:
+        return {"name": self.name, "lookahead": self.lookahead}
+
+
+__all__ = ["ShortestPathFollower", "point_along"]
