@@ -225,6 +225,7 @@ register_suite(
     description="image-goal navigation on habitat-sim + Replica (same task as ImageNav-*)",
     examples=[f"HabitatImageNav-{s}" for s in ("apartment_0", "frl_apartment_0", "room_0", "office_0", "hotel_0")],
     image_size=f"{DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} (x2 views stacked: H, W, 6)",
+    default_expert="shortest_path",
     probe=_probe,
     spaces="obs (64, 64, 6) uint8 = current view + goal view; action Discrete(3) forward/left/right",
 )

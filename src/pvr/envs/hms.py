@@ -141,6 +141,7 @@ register_suite(
     description="Hand Manipulation Suite (Adroit, gymnasium-robotics) with the original's success rules",
     examples=[f"HMS-{t}-v0" for t in TASKS],
     image_size=f"{DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} (image_size=)",
+    default_expert="mppi",
     probe=_probe,
     spaces="obs (256, 256, 3) uint8; action Box(-1, 1, (24|30|28|26,)) pen|relocate|door|hammer",
 )

@@ -148,6 +148,7 @@ register_suite(
     examples=["Kitchen-microwave", "Kitchen-slide_cabinet", "Kitchen-hinge_cabinet", "Kitchen-light_switch",
               "Kitchen-bottom_burner", "Kitchen-kettle"],
     image_size=f"{DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} (image_size=)",
+    default_expert="mppi",
     probe=_probe,
     spaces="obs (224, 224, 3) uint8; action Box(-1, 1, (9,)) joint velocities",
 )

@@ -48,6 +48,7 @@ class _Suite:
     info: SuiteInfo
     factory: EnvFactory  # factory(name, **kwargs) -> gym.Env
     probe: Callable[[], str | None]  # returns None when usable here, else why not
+    pick_expert: Callable[[gym.Env], str | None] | None = None  # the default expert kind for one env
 
 
 _SUITES: dict[str, _Suite] = {}
@@ -62,7 +63,7 @@ def register_suite(
     description: str,
     examples: list[str],
     image_size: str = "",
-    default_expert: str | None = None,
+    default_expert: str | Callable[[gym.Env], str | None] | None = None,
     probe: Callable[[], str | None] | None = None,
     match: Callable[[str], bool] | None = None,
     spaces: str = "",
@@ -75,8 +76,10 @@ def register_suite(
     """
     if name in _SUITES:
         raise PvrError(f"environment suite {name!r} is registered twice; give the new suite another name")
-    info = SuiteInfo(name, pattern, description, list(examples), image_size, default_expert=default_expert, spaces=spaces)
-    suite = _Suite(info, factory, probe or (lambda: None))
+    pick = default_expert if callable(default_expert) else None
+    label = getattr(pick, "label", "per env") if pick else default_expert
+    info = SuiteInfo(name, pattern, description, list(examples), image_size, default_expert=label, spaces=spaces)
+    suite = _Suite(info, factory, probe or (lambda: None), pick)
     _SUITES[name] = suite
     meta = {"suite": name}
     for example in examples:

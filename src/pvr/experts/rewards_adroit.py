@@ -1,0 +1,2 @@
+"""Planning rewards for the Hand Manipulation Suite (Adroit, gymnasium-robotics)."""
+from __future__ import annotations
