@@ -116,18 +116,6 @@ def make_gymnasium(
     return env
 
 
-def default_expert(env: gym.Env) -> str:
-    """MuJoCo ids: the ``mppi`` planner; classic control: the analytic ``control`` experts."""
-    try:
-        import mujoco
-    except ImportError:
-        return "control"
-    return "mppi" if isinstance(getattr(env.unwrapped, "model", None), mujoco.MjModel) else "control"
-
-
-default_expert.label = "control (classic), mppi (MuJoCo)"
-
-
 def _probe() -> str | None:
     try:
         import mujoco  # noqa: F401
@@ -144,7 +132,7 @@ register_suite(
     examples=["Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "HalfCheetah-v5", "Hopper-v5",
               "Walker2d-v5", "Ant-v5"],
     image_size=f"{DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} (image_size=)",
-    default_expert=default_expert,
+    default_expert="control",
     probe=_probe,
     match=match,
     spaces="obs (H, W, 3) uint8; action: the Gymnasium env's own (Box or Discrete)",

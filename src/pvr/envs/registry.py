@@ -48,7 +48,6 @@ class _Suite:
     info: SuiteInfo
     factory: EnvFactory  # factory(name, **kwargs) -> gym.Env
     probe: Callable[[], str | None]  # returns None when usable here, else why not
-    pick_expert: Callable[[gym.Env], str | None] | None = None  # the default expert kind for one env
 
 
 _SUITES: dict[str, _Suite] = {}
@@ -63,7 +62,7 @@ def register_suite(
     description: str,
     examples: list[str],
     image_size: str = "",
-    default_expert: str | Callable[[gym.Env], str | None] | None = None,
+    default_expert: str | None = None,
     probe: Callable[[], str | None] | None = None,
     match: Callable[[str], bool] | None = None,
     spaces: str = "",
@@ -76,10 +75,8 @@ def register_suite(
     """
     if name in _SUITES:
         raise PvrError(f"environment suite {name!r} is registered twice; give the new suite another name")
-    pick = default_expert if callable(default_expert) else None
-    label = getattr(pick, "label", "per env") if pick else default_expert
-    info = SuiteInfo(name, pattern, description, list(examples), image_size, default_expert=label, spaces=spaces)
-    suite = _Suite(info, factory, probe or (lambda: None), pick)
+    info = SuiteInfo(name, pattern, description, list(examples), image_size, default_expert=default_expert, spaces=spaces)
+    suite = _Suite(info, factory, probe or (lambda: None))
     _SUITES[name] = suite
     meta = {"suite": name}
     for example in examples:

@@ -63,10 +63,8 @@ def create(kind: str | None, env: gym.Env, **kwargs: Any) -> Expert:
     if kind is not None and kind.startswith("policy:"):  # a saved policy: --expert policy:<path>
         kind, kwargs = "policy", {**kwargs, "path": kind[len("policy:"):]}
     if kind is None:
-        entry = _SUITES.get(suite)
-        kind = None
-        if entry is not None:
-            kind = entry.pick_expert(env) if entry.pick_expert else entry.info.default_expert
+        info = _SUITES[suite].info if suite in _SUITES else None
+        kind = info.default_expert if info else None
         if kind is None:
             raise PvrError(
                 f"the {suite} suite has no default expert; pass one of {', '.join(available()) or '(none)'} "

@@ -110,6 +110,8 @@ class MPPI(Expert):
                  "knot_every": knot_every, "noise": noise}
         task_defaults = self.task.defaults if self.task else {}
         cfg = {**DEFAULTS, **task_defaults, **{k: v for k, v in given.items() if v is not None}}
+        if elites is None:  # a default elite count never exceeds the samples asked for
+            cfg["elites"] = min(cfg["elites"], cfg["samples"])
         samples, horizon, iterations, elites, knot_every, noise = (cfg[k] for k in given)
         self.samples, self.horizon, self.iterations = int(samples), int(horizon), int(iterations)
         self.elites, self.knot_every, self.noise = int(elites), max(1, int(knot_every)), float(noise)
