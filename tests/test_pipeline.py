@@ -251,6 +251,12 @@ def test_cli_listings():
     assert "resnet50" not in pvr_cli("encoders", "--pattern", "eff*").stdout
     r = pvr_cli("envs")
     assert r.returncode == 0 and "MiniGrid" in r.stdout
+    r = pvr_cli("experts")
+    assert r.returncode == 0
+    rows = {line.split()[0]: line for line in r.stdout.split("\n\n")[0].splitlines() if line.strip()}
+    assert "MiniGrid" in rows["bfs"] and "DMC" in rows["mppi"] and "dmc:walker-walk" in r.stdout
+    only_dmc = pvr_cli("experts", "--suite", "DMC").stdout
+    assert "mppi" in only_dmc and "bfs" not in only_dmc
 
 
 def test_cli_plugin_registers_user_encoder_and_trains_with_it(data_path, tmp_path):

@@ -128,6 +128,26 @@ def cmd_encoders(a) -> None:
     print("\nAlso: random<N> (N stride-2 conv layers). Weights folder: $PVR_MODEL_PATH.")
 
 
+def cmd_experts(a) -> None:
+    import pvr.envs
+    import pvr.experts
+
+    defaults: dict[str, list[str]] = {}
+    for suite in pvr.envs.suites():
+        if suite.default_expert:
+            defaults.setdefault(suite.default_expert, []).append(suite.name)
+    head = ("expert", "suites", "default for", "what it is")
+    cells = [[e.name, ", ".join(e.meta.get("suites", ())) or "any", ", ".join(defaults.get(e.name, [])) or "-",
+              e.meta.get("description", "")] for e in pvr.experts.EXPERTS
+             if not a.suite or a.suite in e.meta.get("suites", ()) or not e.meta.get("suites")]
+    _print_table(head, cells)
+    from pvr.experts.planning import TASKS
+
+    print("\nmppi planning rewards (pvr.experts.planning.register_task adds one): "
+          + ", ".join(sorted(k for k in TASKS)))
+    print("Options go in --expert_kwargs as JSON, e.g. '{\"samples\": 128, \"horizon\": 40}' for mppi.")
+
+
 def cmd_envs(a) -> None:
     import pvr.envs
 
@@ -254,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("encoders", help="list encoders")
     s.add_argument("--pattern", default=None, help="shell-style filter, e.g. 'efficientnet_*'")
     s.set_defaults(fn=cmd_encoders)
+
+    s = sub.add_parser("experts", help="list demonstration experts (planners, scripted, saved policies)")
+    s.add_argument("--suite", default=None, help="only experts for this suite, e.g. DMC")
+    s.set_defaults(fn=cmd_experts)
 
     s = sub.add_parser("envs", help="list environment suites")
     s.add_argument("--pattern", default=None)

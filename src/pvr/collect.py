@@ -176,10 +176,10 @@ def _resume_attempt(ds: Any) -> int:
     return int(recorded) + max(0, ds.num_episodes - int(kept))
 
 
-def _record(ds: Any, attempts: int) -> None:
+def _record(ds: Any, attempts: int, successes: int) -> None:
     update = getattr(ds, "update_meta", None)
     if update is not None:
-        update(collect_attempts=attempts, collect_episodes=ds.num_episodes)
+        update(collect_attempts=attempts, collect_episodes=ds.num_episodes, collect_successes=successes)
 
 
 def _max_attempts(episodes: int) -> int:
@@ -200,6 +200,7 @@ class _Tally:
     def __init__(self, ds, env: str, episodes: int, progress: bool):
         self.bar = tqdm(total=episodes, initial=ds.num_episodes, desc=f"collect {env}", unit="ep", disable=not progress)
         self.tried = self.successes = 0
+        self.prior_successes = int(ds.meta.get("collect_successes", 0))  # from the runs this one continues
         self.returns: list[float] = []
 
     def add(self, ds, attempt: int, success: bool, ret: float, keep: bool, episode: dict) -> None:
@@ -209,7 +210,7 @@ class _Tally:
             ds.append_episode(**episode)
             self.returns.append(ret)
             self.bar.update(1)
-        _record(ds, attempt + 1)
+        _record(ds, attempt + 1, self.prior_successes + self.successes)
         self.bar.set_postfix(success=f"{self.successes / self.tried:.2f}",
                              mean_return=f"{np.mean(self.returns) if self.returns else 0.0:.3f}")
 

@@ -33,7 +33,7 @@ from pvr.experts import rewards_adroit, rewards_dmc, rewards_gym  # noqa: F401  
 from pvr.experts.base import Expert, register_expert
 from pvr.experts.planning import TASKS, PlanningTask, Rollout
 
-DEFAULTS = {"samples": 64, "horizon": 30, "iterations": 2, "elites": 16, "knot_every": 4, "noise": 0.5}
+DEFAULTS = {"samples": 64, "horizon": 30, "iterations": 2, "elites": 16, "knot_every": 4, "noise": 0.5, "min_std": 0.05}
 
 
 class Sim:
@@ -94,7 +94,7 @@ class MPPI(Expert):
 
     def __init__(self, env: gym.Env, *, samples: int | None = None, horizon: int | None = None,
                  iterations: int | None = None, elites: int | None = None, knot_every: int | None = None,
-                 noise: float | None = None, min_std: float = 0.05, shaping: float = 1.0, threads: int = 2):
+                 noise: float | None = None, min_std: float | None = None, shaping: float = 1.0, threads: int = 2):
         super().__init__(env)
         import mujoco
 
@@ -107,12 +107,12 @@ class MPPI(Expert):
                            "Add one with pvr.experts.planning.register_task (see its docstring), or use "
                            "--expert policy:<file>")
         given = {"samples": samples, "horizon": horizon, "iterations": iterations, "elites": elites,
-                 "knot_every": knot_every, "noise": noise}
+                 "knot_every": knot_every, "noise": noise, "min_std": min_std}
         task_defaults = self.task.defaults if self.task else {}
         cfg = {**DEFAULTS, **task_defaults, **{k: v for k, v in given.items() if v is not None}}
         if elites is None:  # a default elite count never exceeds the samples asked for
             cfg["elites"] = min(cfg["elites"], cfg["samples"])
-        samples, horizon, iterations, elites, knot_every, noise = (cfg[k] for k in given)
+        samples, horizon, iterations, elites, knot_every, noise, min_std = (cfg[k] for k in given)
         self.samples, self.horizon, self.iterations = int(samples), int(horizon), int(iterations)
         self.elites, self.knot_every, self.noise = int(elites), max(1, int(knot_every)), float(noise)
         if not 1 <= self.elites <= self.samples:

@@ -95,7 +95,10 @@ register_task("dmc:cartpole-swingup", cartpole, defaults={"horizon": 100, "knot_
 register_task("dmc:cartpole-balance", cartpole, defaults={"horizon": 100, "knot_every": 5})
 register_task("dmc:reacher-easy", reacher, shaping=reacher_shaping)
 register_task("dmc:reacher-hard", reacher, shaping=reacher_shaping)
-register_task("dmc:finger-spin", finger_spin, shaping=finger_spin_shaping, defaults={"horizon": 20})
+# finger-spin: flicks are short, precise motions; averaging many elites blurs them (0.39 of steps above the
+# spin threshold with 16 elites, 0.85 with 2, over the first 200 steps of seed 0)
+register_task("dmc:finger-spin", finger_spin, shaping=finger_spin_shaping,
+              defaults={"horizon": 20, "knot_every": 2, "samples": 128, "elites": 2, "noise": 1.0, "min_std": 0.3})
 register_task("dmc:walker-stand", _walker_stand)
 register_task("dmc:walker-walk", _walker_move(1.0))
 register_task("dmc:walker-run", _walker_move(8.0))
