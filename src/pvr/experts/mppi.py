@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from pvr.errors import PvrError
-from pvr.experts import rewards_adroit, rewards_dmc, rewards_gym  # noqa: F401  (register planning tasks)
+from pvr.experts import rewards_adroit, rewards_dmc, rewards_gym, rewards_kitchen  # noqa: F401  (planning tasks)
 from pvr.experts.base import Expert, register_expert
 from pvr.experts.planning import TASKS, PlanningTask, Rollout
 
@@ -44,7 +44,16 @@ class Sim:
 
         u = env.unwrapped
         self.physics = None
-        if hasattr(u, "dm_env"):  # DeepMind Control (pvr.envs.dmc.DMCEnv)
+        self._ctrl_fn = None
+        if hasattr(u, "robot_env") and hasattr(u, "tasks_to_complete"):  # Franka Kitchen: the robot env simulates
+            robot = u.robot_env
+            self.model, self.data = robot.model, robot.data
+            self.sub_steps = int(robot.frame_skip)
+            self.key = "kitchen"
+            self._scale = None
+            self._ctrl_fn = self._kitchen_ctrl
+            self._robot = robot
+        elif hasattr(u, "dm_env"):  # DeepMind Control (pvr.envs.dmc.DMCEnv)
             self.physics = u.physics
             self.model, self.data = u.physics.model.ptr, u.physics.data.ptr
             self.sub_steps = int(getattr(u.dm_env, "_n_sub_steps", 1))
@@ -68,10 +77,22 @@ class Sim:
         self._scratch = None
 
     def to_ctrl(self, actions: np.ndarray) -> np.ndarray:
+        if self._ctrl_fn is not None:
+            return self._ctrl_fn(actions)
         if self._scale is None:
             return actions
         mean, rng = self._scale
         return mean + np.clip(actions, -1.0, 1.0) * rng
+
+    def _kitchen_ctrl(self, actions: np.ndarray) -> np.ndarray:
+        """Franka Kitchen actions are joint velocities; its env turns each into a position target ``q_t +
+        v_t·dt`` from the arm's current joints. Open-loop, with the arm tracking its targets, that is the
+        running sum of the commanded steps from the live joints (then clipped to the joint ranges)."""
+        robot = self._robot
+        vel = np.clip(robot.act_mid + np.clip(actions, -1.0, 1.0) * robot.act_rng,
+                      robot.robot_vel_bound[:9, 0], robot.robot_vel_bound[:9, 1])
+        target = self.data.qpos[:9] + np.cumsum(vel * robot.dt, axis=-2)
+        return np.clip(target, robot.robot_pos_bound[:9, 0], robot.robot_pos_bound[:9, 1])
 
     def scratch(self):
         """A spare ``MjData`` holding the live data's values (mocap, ...): for kinematics of sampled states."""
