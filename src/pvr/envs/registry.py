@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -149,7 +150,7 @@ def make(name: str, **kwargs: Any) -> gym.Env:
     if isinstance(env, InfoWrapper):
         # Lets gymnasium (env_checker, vector envs) rebuild exactly this env from its spec.
         env.pvr_spec = EnvSpec(
-            id=name,
+            id=re.sub(r"[^\w:.\-/]", "_", name),  # gymnasium's id syntax (no '+'); entry_point keeps the name
             entry_point=functools.partial(make, name),
             kwargs=dict(kwargs),
             order_enforce=False,
