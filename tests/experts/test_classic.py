@@ -48,9 +48,9 @@ def test_collect_classic_into_store(tmp_path):
         ds.close()
 
 
-def test_mujoco_id_without_planner_is_a_clear_error(tmp_path):
+def test_mujoco_id_without_planning_reward_is_a_clear_error(tmp_path):
     pytest.importorskip("mujoco")
     from pvr.errors import PvrError
 
     with pytest.raises(PvrError, match="policy:"):
-        collect("HalfCheetah-v5", 1, tmp_path, env_kwargs={"image_size": 16}, progress=False)
+        collect("Pusher-v5", 1, tmp_path, env_kwargs={"image_size": 16}, progress=False)
