@@ -143,5 +143,6 @@ register_suite(
               "Atari-Pong"],
     image_size="210x160 native (image_size= resizes)",
     probe=_probe,
+    default_expert="lookahead",
     spaces="obs (210, 160, 3) uint8; action Discrete(game's minimal set)",
 )

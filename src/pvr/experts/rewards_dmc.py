@@ -102,4 +102,7 @@ register_task("dmc:finger-spin", finger_spin, shaping=finger_spin_shaping,
 register_task("dmc:walker-stand", _walker_stand)
 register_task("dmc:walker-walk", _walker_move(1.0))
 register_task("dmc:walker-run", _walker_move(8.0))
-register_task("dmc:cheetah-run", cheetah_run, defaults={"samples": 128})
+# cheetah-run: wider noise and few elites (first 300 steps of seed 0: 0.43 reward/step with the generic
+# settings at 128 samples, 0.49 with these)
+register_task("dmc:cheetah-run", cheetah_run,
+              defaults={"samples": 128, "noise": 1.0, "elites": 4, "min_std": 0.2})
