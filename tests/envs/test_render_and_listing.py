@@ -1,5 +1,7 @@
 import gc
 
+import pytest
+
 import mujoco
 import numpy as np
 
@@ -68,3 +70,24 @@ def test_every_suite_listed_with_examples_spaces_size_and_status():
     for name in EXPECTED - {"HabitatImageNav"}:
         assert suites[name].works, suites[name].reason
     assert "256" in suites["HMS"].image_size and "84" in suites["DMC"].image_size
+
+
+def test_encoders_load_after_gl_envs_exist():
+    """Loading triton (torch._dynamo: torchvision.models, timm, open_clip) after a Mesa EGL context exists
+    segfaulted the process; pvr.envs loads it first (pvr.headless.preload_triton)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("mujoco")
+    code = (
+        "import pvr.envs\n"
+        "env = pvr.envs.make('DMC-cartpole-swingup', image_size=16)\n"
+        "obs, _ = env.reset(seed=0)\n"
+        "import torch._dynamo, torchvision.models\n"
+        "obs2, *_ = env.step(env.action_space.sample())\n"
+        "assert obs.std() > 0 and obs2.std() > 0\n"
+        "env.close()\n"
+        "print('survived')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "survived" in r.stdout, (r.returncode, r.stderr[-2000:])
