@@ -12,6 +12,7 @@ import io
 import multiprocessing as mp
 import os
 import queue
+import signal
 import traceback
 
 import torch
@@ -30,6 +31,11 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
     from pvr.utils.procs import die_with_parent
 
     die_with_parent(parent_pid)
+    # The trainer owns this process's lifetime. Slurm (submitit's --signal=USR2) signals every process of
+    # the job before a timeout or preemption, and Ctrl-C reaches the whole process group: by default either
+    # would kill the worker mid-evaluation while the trainer is still checkpointing.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(spec.get("threads", 1))
     try:
         import pvr.envs
