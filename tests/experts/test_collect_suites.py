@@ -2,7 +2,7 @@
 
 MiniGrid, classic control, DMC, ImageNav, Adroit and Atari have theirs beside their experts' tests
 (test_collect.py, test_classic.py, test_mppi.py, test_shortest_path.py, test_rewards_adroit.py,
-test_atari.py); HabitatImageNav needs habitat-sim (its expert is the same follower, tested on ImageNav).
+test_atari_expert.py); HabitatImageNav needs habitat-sim (its expert is the same follower, tested on ImageNav).
 """
 import numpy as np
 import pytest

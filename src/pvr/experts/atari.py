@@ -127,10 +127,13 @@ GAMES: dict[str, GameHook] = {
 DEFAULTS = {"depth": 30, "rollouts": 4, "discount": 0.99, "hold": 4, "replan_every": 1}
 
 
-def _find_wrapper(env: gym.Env, cls_name: str):
+def _atari_starts(env: gym.Env):
+    """The suite's ``AtariStarts`` wrapper in ``env``'s chain, or None (then no FIRE after a lost life)."""
+    from pvr.envs.atari import AtariStarts
+
     e = env
     while isinstance(e, gym.Wrapper):
-        if type(e).__name__ == cls_name:
+        if isinstance(e, AtariStarts):
             return e
         e = e.env
     return None
@@ -166,7 +169,7 @@ class Lookahead(Expert):
         fs = u._frameskip
         self.frameskip: int | tuple[int, int] = (int(fs[0]), int(fs[1])) if isinstance(fs, tuple) else int(fs)
         self.sticky = float(self.ale.getFloat("repeat_action_probability"))
-        starts = _find_wrapper(env, "AtariStarts")
+        starts = _atari_starts(env)
         self.fire = bool(getattr(starts, "fire", False))
 
         if game == "auto":
@@ -212,6 +215,7 @@ class Lookahead(Expert):
         self._held = 1 if self.fire else 0  # AtariStarts pressed FIRE (or nothing) last
         self._lives = self.ale.lives()
         self.searches = 0
+        self.last_scores: dict[str, float] = {}
 
     def act(self, obs: Any, info: dict) -> int:
         ale = self.ale
