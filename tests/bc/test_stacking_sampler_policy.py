@@ -4,7 +4,7 @@ import torch
 
 from pvr.bc.policy import ActionSpec, Policy
 from pvr.bc.sampler import Demonstrations, batches, episode_starts
-from pvr.bc.stacking import OnlineStacker, combine, stack_episodes
+from pvr.bc.stacking import OnlineStacker, combine, stack_episodes, stack_indices
 
 
 def test_cat_and_diff_stacking_pad_with_the_first_frame_of_each_episode():
@@ -108,3 +108,20 @@ def test_fused_lstm_stretches_equal_the_step_by_step_loop():
     ref = p.head(torch.cat(ref))
     assert torch.allclose(out, ref, atol=1e-6)
     assert torch.allclose(h, state[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["cat", "diff"])
+def test_batches_stack_frozen_features_like_the_precomputed_stack(mode):
+    """Features are stacked per batch (each embedding held once); batches equal stacking everything first."""
+    rng = np.random.default_rng(0)
+    ends = np.array([5, 12, 30])
+    n, k = 30, 3
+    feats = rng.standard_normal((n, 4)).astype(np.float32)
+    lazy = Demonstrations(feats, np.arange(n), episode_starts(ends, n), stack_indices(ends, k), stack_mode=mode)
+    eager = Demonstrations(stack_episodes(feats, ends, k, mode), np.arange(n), episode_starts(ends, n))
+    assert lazy.obs.nbytes * k == eager.obs.nbytes
+    for a, b in zip(batches(lazy, unroll=7, batch_size=2, seed=3, epoch=1),
+                    batches(eager, unroll=7, batch_size=2, seed=3, epoch=1)):
+        assert a["obs"].shape[-1] == k * 4
+        torch.testing.assert_close(a["obs"], b["obs"])
+        torch.testing.assert_close(a["actions"], b["actions"])

@@ -50,7 +50,7 @@ def _env_terms(task, u) -> dict:
             "ball_target": np.linalg.norm(d.xpos[u.obj_body_id] - d.site_xpos[u.target_obj_site_id])}
 
 
-def _check_step(task, env, sim, action, tol_reward=2e-3):
+def _check_step(task, env, sim, action, tol_reward=1e-2):
     """Step the env; the numpy reward/goal on the new state agree with the env's reward, info and data."""
     _, rew, _, _, info = env.step(action)
     u = sim.env
@@ -61,7 +61,7 @@ def _check_step(task, env, sim, action, tol_reward=2e-3):
     flip = 0.2 * terms[SIGN_FLIP[task]] if SIGN_FLIP[task] else 0.0
     # the env reads site_xpos one physics sub-step behind its state: equal up to that lag
     assert mine + flip == pytest.approx(rew, abs=tol_reward)
-    assert goal == bool(info["success"])
+    assert goal == bool(info["goal_achieved"])  # Adroit's per-step success (the suite's info["success"] counts them)
     mujoco.mj_forward(u.model, u.data)  # positions of the current state (env steps them lagging)
     for k, v in _env_terms(task, u).items():
         assert terms[k] == pytest.approx(float(v), abs=1e-9), k
@@ -75,19 +75,24 @@ def _set(env, qpos_fn):
     u.set_state(qpos, qvel)
 
 
-def _goal_state(task, env):
-    """Put the env in a state with its goal clearly achieved."""
+def _joint(u, name):
+    return u.model.jnt_qposadr[u._model_names.joint_name2id[name]]
+
+
+def _goal_state(task, env, near_miss=False):
+    """Put the env in a state with its goal achieved (or, with ``near_miss``, just not: a wrong threshold shows)."""
     u = env.unwrapped
-    if task == "door":
-        _set(env, lambda u, q: q.__setitem__(u.model.jnt_qposadr[u._model_names.joint_name2id["door_hinge"]], 1.45))
-    elif task == "hammer":
-        _set(env, lambda u, q: q.__setitem__(u.model.jnt_qposadr[u._model_names.joint_name2id["nail_dir"]], 0.088))
-    elif task == "relocate":
-        target = u.data.site_xpos[u.target_obj_site_id].copy()
+    if task == "door":  # goal: hinge >= 1.35
+        _set(env, lambda u, q: q.__setitem__(_joint(u, "door_hinge"), 1.28 if near_miss else 1.45))
+    elif task == "hammer":  # goal: nail within 1 cm of its goal (nail_dir 0.091 at the goal)
+        _set(env, lambda u, q: q.__setitem__(_joint(u, "nail_dir"), 0.076 if near_miss else 0.088))
+    elif task == "relocate":  # goal: ball within 10 cm of the target
+        target = u.data.site_xpos[u.target_obj_site_id].copy() + [0.0, 0.0, 0.13 if near_miss else 0.07]
         base = u.model.body_pos[u.obj_body_id].copy()
         _set(env, lambda u, q: q.__setitem__(slice(-6, -3), target - base))
-    else:  # pen: the target turned to the pen's own (upright) orientation
-        u.model.body_quat[u.target_obj_body_id] = [1.0, 0.0, 0.0, 0.0]
+    else:  # pen: the pen back at its start (on the goal ball), the target turned to the pen's orientation
+        _set(env, lambda u, q: q.__setitem__(slice(-6, None), 0.0))
+        u.model.body_quat[u.target_obj_body_id] = u.data.xquat[u.obj_body_id]  # same site layout, world parent
         _set(env, lambda u, q: None)
 
 
@@ -103,9 +108,12 @@ def test_reward_and_goal_match_env(task):
                  for _ in range(6)]
         if task != "pen":  # pen may start with its target orientation within reach
             assert not any(goals)
-        _goal_state(task, env)
         zero = np.zeros(env.action_space.shape, np.float32)
-        assert _check_step(task, env, sim, zero)  # and the env agrees (info["success"])
+        if task != "pen":
+            _goal_state(task, env, near_miss=True)
+            assert not _check_step(task, env, sim, zero)
+        _goal_state(task, env)
+        assert _check_step(task, env, sim, zero)  # and the env agrees (info["goal_achieved"])
     finally:
         env.close()
 
@@ -129,13 +137,11 @@ def test_shaping_is_finite_and_batched():
 def test_planning_moves_the_palm_to_the_door_handle():
     def palm_handle(env, actions):
         obs, info = env.reset(seed=0)
-        d0 = None
         for a in actions(obs, info):
             obs, _, _, _, info = env.step(a)
         u = env.unwrapped
         mujoco.mj_forward(u.model, u.data)
-        d0 = np.linalg.norm(u.data.site_xpos[u.grasp_site_id] - u.data.site_xpos[u.handle_site_id])
-        return d0
+        return np.linalg.norm(u.data.site_xpos[u.grasp_site_id] - u.data.site_xpos[u.handle_site_id])
 
     env = _make("door")
     try:

@@ -21,15 +21,19 @@ import torch
 class Demonstrations:
     """Training data of one or more environments, concatenated: inputs, actions, episode starts.
 
-    ``obs`` holds stacked features (N, D) for a frozen encoder. When the encoder is
-    fine-tuned it holds the raw encoder inputs (frames or states) instead, and
-    ``stack_index`` (N, K) says which of them make up each step's observation.
+    ``obs`` holds the features (N, D) of a frozen encoder, or the raw encoder inputs
+    (frames or states) when the encoder is fine-tuned (``raw``). ``stack_index``
+    (N, K) says which of them make up each step's observation; frozen features are
+    stacked per batch (``stack_mode``), so memory holds each embedding once, not K
+    times.
     """
 
     obs: np.ndarray      # (N, D) float32, or raw inputs when fine-tuning
     actions: np.ndarray  # (N,) int64 or (N, A) float32
     first: np.ndarray    # (N,) bool
-    stack_index: np.ndarray | None = None  # (N, K) int64, fine-tuning only
+    stack_index: np.ndarray | None = None  # (N, K) int64; None: K = 1 (frozen features only)
+    raw: bool = False    # obs are encoder inputs (fine-tuning): batches carry indices, not obs
+    stack_mode: str = "cat"
 
     @classmethod
     def concat(cls, parts: list["Demonstrations"]) -> "Demonstrations":
@@ -38,7 +42,15 @@ class Demonstrations:
             offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
             stack = np.concatenate([p.stack_index + o for p, o in zip(parts, offsets)])
         return cls(np.concatenate([p.obs for p in parts]), np.concatenate([p.actions for p in parts]),
-                   np.concatenate([p.first for p in parts]), stack)
+                   np.concatenate([p.first for p in parts]), stack, parts[0].raw, parts[0].stack_mode)
+
+    def observations(self, index: np.ndarray) -> np.ndarray:
+        """Stacked frozen features at stream positions ``index`` (any shape) → (*index.shape, K*D)."""
+        if self.stack_index is None:
+            return self.obs[index]
+        from pvr.bc.stacking import combine
+
+        return combine(self.obs[self.stack_index[index]], self.stack_mode)
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -75,7 +87,7 @@ def batches(data: Demonstrations, *, unroll: int, batch_size: int, seed: int, ep
         first[0] = True  # each window starts from a fresh LSTM state
         yield {
             "index": torch.from_numpy(safe),
-            **({"obs": torch.from_numpy(data.obs[safe])} if data.stack_index is None else {}),
+            **({} if data.raw else {"obs": torch.from_numpy(np.ascontiguousarray(data.observations(safe)))}),
             "actions": torch.from_numpy(data.actions[safe]),
             "first": torch.from_numpy(first),
             "mask": torch.from_numpy(mask),

@@ -30,7 +30,7 @@ from pvr.bc.config import TrainConfig
 from pvr.bc.policy import ActionSpec, Policy
 from pvr.bc.stats import StatsLog
 from pvr.bc.sampler import Demonstrations, batches, episode_starts
-from pvr.bc.stacking import combine, stack_episodes, stack_indices
+from pvr.bc.stacking import combine, stack_indices
 from pvr.embed import embed, feature_dim, find_features, load_features, make_encoder, open_dataset
 from pvr.encoders import ENCODERS
 from pvr.encoders.base import encode
@@ -85,11 +85,12 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
             actions = np.asarray(ds["action"][:n])
             if cfg.train_embedding:
                 raw = np.asarray(ds[encoder.input_key][:n])
-                parts.append(Demonstrations(raw, actions, episode_starts(ends, n), stack_indices(ends, k)))
-            else:
+                parts.append(Demonstrations(raw, actions, episode_starts(ends, n), stack_indices(ends, k), raw=True))
+            else:  # stacked per batch (Demonstrations.observations): each embedding is held once
                 feats = load_features(ds, encoder)[:n].astype(np.float32)
-                feats = stack_episodes(feats, ends, k, cfg.frame_stack_mode)
-                parts.append(Demonstrations(feats, actions, episode_starts(ends, n)))
+                parts.append(Demonstrations(feats, actions, episode_starts(ends, n),
+                                            stack_indices(ends, k) if k > 1 else None,
+                                            stack_mode=cfg.frame_stack_mode))
             facts["envs"][env] = {"episodes": len(ends), "frames": n, "dataset": str(ds.path),
                                   "env_kwargs": ds.meta.get("env_kwargs") or {}}
             if fingerprint not in (None, encoder.fingerprint):
