@@ -201,7 +201,9 @@ class MPPI(Expert):
         if self.task.shaping is not None and self.shaping:
             rew = rew + self.shaping * self.task.shaping(r)
         if self.task.alive is not None:
-            rew = rew * np.cumprod(self.task.alive(r), axis=1)  # nothing counts after a rollout "terminates"
+            alive = np.cumprod(self.task.alive(r), axis=1)  # nothing counts after a rollout "terminates"
+            rew = rew * alive
+            return rew.sum(axis=1) - self.task.terminal_penalty * (1 - alive[:, -1])
         return rew.sum(axis=1)
 
     def _task_returns(self, r: Rollout) -> np.ndarray:

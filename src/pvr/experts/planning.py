@@ -10,7 +10,8 @@ Control, ``gym:<Gymnasium id without version>`` for Gymnasium MuJoCo, Adroit
   reward is sparse or flat far from the goal (reacher: minus the finger-target
   distance; finger-spin: the spin velocity);
 - ``alive(r)`` (optional): ``(N, H)`` booleans, False from the step a rollout would
-  terminate (a fallen hopper): later rewards count zero;
+  terminate (a fallen hopper): later rewards count zero, and ``terminal_penalty``
+  is charged once (otherwise a short horizon trades a fall for a burst of speed);
 - ``defaults``: planner settings that differ from the generic ones (horizon, ...).
 
 Rewards read positions either straight from ``qpos`` (slide / hinge roots), from
@@ -121,6 +122,7 @@ class PlanningTask:
     alive: Callable[[Rollout], np.ndarray] | None = None
     defaults: dict = field(default_factory=dict)
     note: str = ""
+    terminal_penalty: float = 0.0
 
 
 TASKS: dict[str, PlanningTask] = {}
@@ -128,9 +130,9 @@ TASKS: dict[str, PlanningTask] = {}
 
 def register_task(key: str, reward: RewardFn, *, shaping: RewardFn | None = None,
                   alive: Callable[[Rollout], np.ndarray] | None = None, defaults: dict | None = None,
-                  note: str = "") -> PlanningTask:
+                  note: str = "", terminal_penalty: float = 0.0) -> PlanningTask:
     """Register (or replace) the planning reward of task ``key`` (see module docstring)."""
-    task = PlanningTask(key, reward, shaping, alive, dict(defaults or {}), note)
+    task = PlanningTask(key, reward, shaping, alive, dict(defaults or {}), note, float(terminal_penalty))
     TASKS[key] = task
     return task
 

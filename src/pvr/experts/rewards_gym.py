@@ -91,9 +91,12 @@ def reacher(r: Rollout) -> np.ndarray:
 
 register_task("gym:HalfCheetah", _forward(0.1, healthy=False))
 register_task("gym:Swimmer", _forward(1e-4, healthy=False))
-register_task("gym:Hopper", _forward(1e-3, healthy=True), alive=hopper_alive)
-register_task("gym:Walker2d", _forward(1e-3, healthy=True), alive=walker2d_alive)
-register_task("gym:Ant", _forward(0.5, healthy=True), alive=ant_alive, note="contact cost left out")
-register_task("gym:InvertedPendulum", inverted_pendulum, alive=inverted_pendulum_alive)
-register_task("gym:InvertedDoublePendulum", inverted_double_pendulum, alive=inverted_double_pendulum_alive)
+# falling ends the episode: a planning-only penalty, worth more than any burst of speed within the horizon
+register_task("gym:Hopper", _forward(1e-3, healthy=True), alive=hopper_alive, terminal_penalty=100.0)
+register_task("gym:Walker2d", _forward(1e-3, healthy=True), alive=walker2d_alive, terminal_penalty=100.0)
+register_task("gym:Ant", _forward(0.5, healthy=True), alive=ant_alive, note="contact cost left out",
+              terminal_penalty=100.0)
+register_task("gym:InvertedPendulum", inverted_pendulum, alive=inverted_pendulum_alive, terminal_penalty=100.0)
+register_task("gym:InvertedDoublePendulum", inverted_double_pendulum, alive=inverted_double_pendulum_alive,
+              terminal_penalty=1000.0)
 register_task("gym:Reacher", reacher)
