@@ -98,8 +98,12 @@ def test_alive_masks_rewards_after_termination():
         r = expert.simulate(state, falls)
         alive = TASKS["gym:Hopper"].alive(r)
         assert not alive[0, -1]  # it did fall
-        full = TASKS["gym:Hopper"].reward(r).sum()
-        assert expert._returns(state, falls)[0] < full  # rewards after the fall do not count
+        task = TASKS["gym:Hopper"]
+        rewards = task.reward(r)[0]
+        kept = rewards[: int(np.argmin(alive[0]))].sum()  # up to the step it falls
+        assert task.terminal_penalty > 0
+        # rewards after the fall do not count, and the fall costs the penalty once
+        assert expert._returns(state, falls)[0] == pytest.approx(kept - task.terminal_penalty)
     finally:
         env.close()
 
