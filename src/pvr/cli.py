@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--env", required=True)
     s.add_argument("--episodes", type=int, required=True, help="total episodes the dataset should hold")
     s.add_argument("--data_path", default="pvr_data")
-    s.add_argument("--expert", default=None, help="expert kind (default: the suite's)")
+    s.add_argument("--expert", default=None, help="expert kind (default: the suite's; `pvr experts` lists them), "
+                   "or policy:<file> for a saved policy")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--keep-failures", "--keep_failures", dest="keep_failures", action="store_true",
                    help="also keep episodes the expert failed")
