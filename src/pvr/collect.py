@@ -235,9 +235,10 @@ def _collect_into(ds, sim, demo, env: str, episodes: int, seed: int, attempt: in
 def _worker(env: str, env_kwargs: dict, expert: str | None, expert_kwargs: dict, plugins: list[str],
             tasks: Any, results: Any, parent_pid: int) -> None:
     """A worker process: build env + expert once, then run the attempts it is handed until ``None``."""
-    from pvr.utils.procs import die_with_parent
+    from pvr.utils.procs import die_with_parent, thread_lock_for_progress_bars
 
     die_with_parent(parent_pid)
+    thread_lock_for_progress_bars()
     try:
         import pvr.envs
         import pvr.experts

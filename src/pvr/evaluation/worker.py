@@ -28,9 +28,10 @@ def _serialise(weights: dict[str, dict]) -> bytes:
 
 
 def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
-    from pvr.utils.procs import die_with_parent
+    from pvr.utils.procs import die_with_parent, thread_lock_for_progress_bars
 
     die_with_parent(parent_pid)
+    thread_lock_for_progress_bars()
     # The trainer owns this process's lifetime. Slurm (submitit's --signal=USR2) signals every process of
     # the job before a timeout or preemption, and Ctrl-C reaches the whole process group: by default either
     # would kill the worker mid-evaluation while the trainer is still checkpointing.
