@@ -28,8 +28,11 @@ sub-step behind by ``mj_step`` — the same quantities otherwise).
   cosine, is flat near a half turn and near the goal: large turns were slow), a
   penalty on the pen's linear velocity (2·|v|², it slides off the palm) and only a
   slight one on its spin (0.01·|ω|², the turn has to be fast: an episode is 1 s).
-  Success (> 20 of 100 steps at the goal): 8/10 on seeds 100–109 with the default
-  settings (the misses: pen dropped during a ~120° turn, or slid off after it).
+  Success (> 20 of 100 steps at the goal) with the default settings: 8/10 on
+  seeds 100–109, 4/10 on seeds 0–9 (``pvr collect``, ~20 s an episode on two busy
+  cores). The misses are targets needing a turn of ~110° or more (start similarity
+  below about −0.4): the pen reaches sim ≈ 0.9 but rolls off the palm on the way;
+  a longer horizon (24) or more samples (64) did not fix that on the seeds tried.
 - **relocate** (``gym:AdroitHandRelocate``): ``-0.1·|palm − ball|
   + [ball above 4 cm]·(1 − 0.5·|palm − target| − 0.5·|ball − target|)
   + 10·[|ball − target| < 0.1] + 20·[|ball − target| < 0.05]``; gymnasium-robotics
