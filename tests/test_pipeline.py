@@ -259,6 +259,17 @@ def test_cli_listings():
     assert "mppi" in only_dmc and "bfs" not in only_dmc
 
 
+def test_cli_listing_into_a_closed_pipe_is_quiet():
+    """`pvr experts | head -1`: the reader leaves early (here: before pvr has even started writing);
+    no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(f"{sys.executable} -m pvr experts | true", shell=True, capture_output=True, text=True,
+                       timeout=300)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
 def test_cli_plugin_registers_user_encoder_and_trains_with_it(data_path, tmp_path):
     (tmp_path / "my_plugin.py").write_text(
         "import torch\n"

@@ -306,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pvr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `pvr experts | head`: the reader left; say nothing more (Python docs' recipe)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 
