@@ -1,3 +1,5 @@
+from contextlib import closing
+
 import numpy as np
 import pytest
 
@@ -23,8 +25,7 @@ def _rollout_from_live(sim, action, qpos0, qvel0, sensor=True):
 @pytest.mark.parametrize("name", ["DMC-cartpole-swingup", "DMC-reacher-easy", "DMC-finger-spin", "DMC-walker-stand",
                                   "DMC-walker-walk", "DMC-cheetah-run"])
 def test_numpy_rewards_equal_dm_control(name):
-    env = pvr.envs.make(name, image_size=8)
-    try:
+    with closing(pvr.envs.make(name, image_size=8)) as env:
         env.reset(seed=0)
         sim = Sim(env)
         task = TASKS[sim.key]
@@ -44,8 +45,6 @@ def test_numpy_rewards_equal_dm_control(name):
                 assert abs(r.joint("hinge", vel=True)[0, 0] - sim.physics.hinge_velocity()) < 1e-9
         if name not in ("DMC-finger-spin", "DMC-reacher-easy"):  # sparse rewards: 0 under random actions
             assert np.ptp(hits) > 0  # the comparison saw varying rewards, not one constant
-    finally:
-        env.close()
 
 
 def test_tolerance_equals_dm_control():
@@ -61,8 +60,7 @@ def test_tolerance_equals_dm_control():
 @pytest.mark.parametrize("name", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5",
                                   "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5"])
 def test_numpy_rewards_equal_gymnasium(name):
-    env = pvr.envs.make(name, image_size=8)
-    try:
+    with closing(pvr.envs.make(name, image_size=8)) as env:
         env.reset(seed=0)
         sim = Sim(env)
         task = TASKS[sim.key]
@@ -84,13 +82,10 @@ def test_numpy_rewards_equal_gymnasium(name):
             if terminated:  # the planner counts nothing from a terminating step on
                 break
             assert abs(mine - contact_cost - reward) < tol, (name, mine, reward)
-    finally:
-        env.close()
 
 
 def test_alive_masks_rewards_after_termination():
-    env = pvr.envs.make("Hopper-v5", image_size=8)
-    try:
+    with closing(pvr.envs.make("Hopper-v5", image_size=8)) as env:
         obs, info = env.reset(seed=0)
         expert = pvr.experts.create("mppi", env, samples=8, horizon=40)
         state = expert._state()
@@ -104,23 +99,17 @@ def test_alive_masks_rewards_after_termination():
         assert task.terminal_penalty > 0
         # rewards after the fall do not count, and the fall costs the penalty once
         assert expert._returns(state, falls)[0] == pytest.approx(kept - task.terminal_penalty)
-    finally:
-        env.close()
 
 
 def test_unknown_gymnasium_task_is_a_clear_error():
-    env = pvr.envs.make("Pusher-v5", image_size=8)
-    try:
+    with closing(pvr.envs.make("Pusher-v5", image_size=8)) as env:
         env.reset(seed=0)
         with pytest.raises(PvrError, match="no planning reward for Pusher.*register_task"):
             pvr.experts.create("mppi", env)
-    finally:
-        env.close()
 
 
 def test_planner_leaves_physics_alone_and_is_seeded():
-    env = pvr.envs.make("DMC-reacher-easy", image_size=16)
-    try:
+    with closing(pvr.envs.make("DMC-reacher-easy", image_size=16)) as env:
         obs, info = env.reset(seed=1)
         expert = pvr.experts.create(None, env, samples=16, horizon=10)
         before = env.unwrapped.physics.get_state().copy()
@@ -131,8 +120,6 @@ def test_planner_leaves_physics_alone_and_is_seeded():
         expert.seed(1)
         expert.reset(obs, info)
         np.testing.assert_array_equal(expert.act(obs, info), a1)
-    finally:
-        env.close()
 
 
 def test_collect_dmc_short_episodes(tmp_path):

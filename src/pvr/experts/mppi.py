@@ -44,29 +44,27 @@ class Sim:
 
         u = env.unwrapped
         self.physics = None
-        self._ctrl_fn = None
+        self.to_ctrl = self._identity  # env action -> MuJoCo ctrl, (N, H, A) -> (N, H, nu)
         if hasattr(u, "robot_env") and hasattr(u, "tasks_to_complete"):  # Franka Kitchen: the robot env simulates
             robot = u.robot_env
             self.model, self.data = robot.model, robot.data
             self.sub_steps = int(robot.frame_skip)
             self.key = "kitchen"
-            self._scale = None
-            self._ctrl_fn = self._kitchen_ctrl
+            self.to_ctrl = self._kitchen_ctrl
             self._robot = robot
         elif hasattr(u, "dm_env"):  # DeepMind Control (pvr.envs.dmc.DMCEnv)
             self.physics = u.physics
             self.model, self.data = u.physics.model.ptr, u.physics.data.ptr
             self.sub_steps = int(getattr(u.dm_env, "_n_sub_steps", 1))
             self.key = f"dmc:{u.domain}-{u.task}"
-            self._scale = None
         elif isinstance(getattr(u, "model", None), mujoco.MjModel) and hasattr(u, "frame_skip"):
             self.model, self.data = u.model, u.data  # Gymnasium MujocoEnv (MuJoCo, Adroit, Kitchen)
             self.sub_steps = int(u.frame_skip)
             spec = getattr(u, "spec", None)
             base = (spec.id if spec is not None else type(u).__name__).split("/")[-1].rsplit("-v", 1)[0]
             self.key = f"gym:{base}"
-            # Adroit maps its [-1, 1] actions onto the actuators' control ranges
-            self._scale = (u.act_mean, u.act_rng) if hasattr(u, "act_mean") and hasattr(u, "act_rng") else None
+            if hasattr(u, "act_mean") and hasattr(u, "act_rng"):  # Adroit: [-1, 1] onto the actuators' ranges
+                self.to_ctrl = self._scaled_ctrl
         else:
             raise PvrError(f"the mppi expert plans on MuJoCo envs (DMC, Gymnasium MuJoCo, Adroit, Kitchen); "
                            f"{type(u).__name__} is not one — use another expert (`pvr experts`)")
@@ -76,13 +74,12 @@ class Sim:
         self.dt = float(self.model.opt.timestep) * self.sub_steps
         self._scratch = None
 
-    def to_ctrl(self, actions: np.ndarray) -> np.ndarray:
-        if self._ctrl_fn is not None:
-            return self._ctrl_fn(actions)
-        if self._scale is None:
-            return actions
-        mean, rng = self._scale
-        return mean + np.clip(actions, -1.0, 1.0) * rng
+    @staticmethod
+    def _identity(actions: np.ndarray) -> np.ndarray:
+        return actions
+
+    def _scaled_ctrl(self, actions: np.ndarray) -> np.ndarray:
+        return self.env.act_mean + np.clip(actions, -1.0, 1.0) * self.env.act_rng
 
     def _kitchen_ctrl(self, actions: np.ndarray) -> np.ndarray:
         """Franka Kitchen actions are joint velocities; its env turns each into a position target ``q_t +
