@@ -24,9 +24,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Preprocess:
     """Frame preprocessing, applied inside the encoder (torch ops, batched).
 
-    ``resize`` resizes the shorter side (torchvision ``Resize(int)``), then
-    ``crop`` takes a centre square. ``scale`` divides the raw 0..255 values
-    before ``mean``/``std``; ``bgr`` swaps channel order first.
+    The steps and their order are the original project's torchvision pipeline,
+    re-stated as batched tensor ops so that features match it exactly:
+
+    1. ``swap_rows`` (Mask R-CNN's original only): exchange image rows 0 and 2;
+       ``bgr``: reverse the channel order.
+    2. ``resize``: the shorter side to ``resize`` and the longer side to
+       ``int(resize * long / short)`` (torchvision ``Resize(int)``), with
+       ``interpolation``. ``antialias=False`` is what torchvision did to tensors
+       when the original ran (antialiasing only matters when shrinking frames
+       larger than ``resize``). ``uint8=True``: the frames are resized as uint8
+       images, so the result is clamped (bicubic) and rounded to whole values
+       before anything else, as torchvision does for uint8 tensors.
+    3. ``crop``: a centre square, offsets rounded as torchvision's ``CenterCrop``
+       (zero padding when the image is smaller).
+    4. divide by ``scale``, then subtract ``mean`` and divide by ``std``.
     """
 
     resize: int | None = 256
@@ -36,23 +48,30 @@ class Preprocess:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     bgr: bool = False
+    antialias: bool = False
+    uint8: bool = True
+    swap_rows: bool = False
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"encoders take frames shaped (B, H, W, 3); got {tuple(frames.shape)}")
-        x = frames.permute(0, 3, 1, 2).float()
+        x = frames.permute(0, 3, 1, 2)
+        if self.swap_rows and x.shape[2] >= 3:
+            rows = torch.arange(x.shape[2], device=x.device)
+            rows[[0, 2]] = rows[[2, 0]]
+            x = x[:, :, rows]
         if self.bgr:
             x = x.flip(1)
+        x = x.float()
         if self.resize is not None:
-            h, w = x.shape[-2:]
-            s = self.resize / min(h, w)
-            size = (max(self.resize, round(h * s)), max(self.resize, round(w * s)))
-            if size != (h, w):
-                x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False, antialias=True)
+            size = resized_size(tuple(x.shape[-2:]), self.resize)
+            if size != tuple(x.shape[-2:]):
+                x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False,
+                                  antialias=self.antialias)
+                if self.uint8:
+                    x = (x.clamp(0, 255) if self.interpolation == "bicubic" else x).round()
         if self.crop is not None:
-            h, w = x.shape[-2:]
-            top, left = (h - self.crop) // 2, (w - self.crop) // 2
-            x = x[..., top : top + self.crop, left : left + self.crop]
+            x = center_crop(x, self.crop)
         x = x / self.scale
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
@@ -61,6 +80,25 @@ class Preprocess:
     @property
     def input_size(self) -> int | None:
         return self.crop or self.resize
+
+
+def resized_size(hw: tuple[int, int], short: int) -> tuple[int, int]:
+    """torchvision ``Resize(short)``'s output size: the longer side is truncated, not rounded."""
+    h, w = hw
+    if w <= h:
+        return int(short * h / w), short
+    return short, int(short * w / h)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """torchvision ``CenterCrop(size)`` on (B, C, H, W): zero-pad if smaller, offsets rounded half to even."""
+    h, w = x.shape[-2:]
+    if size > h or size > w:
+        pw, ph = max(size - w, 0), max(size - h, 0)
+        x = F.pad(x, (pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2))
+        h, w = x.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return x[..., top: top + size, left: left + size]
 
 
 def state_digest(module: nn.Module) -> str:
@@ -131,11 +169,27 @@ class Encoder(nn.Module):
         return self
 
     # -- forward --------------------------------------------------------------
-    def _probe_dim(self) -> int:
+    def _probe_dim(self, height: int | None = None, width: int | None = None) -> int:
         size = self.preprocess.input_size if self.preprocess else None
-        dummy = torch.zeros(1, size or 64, size or 64, 3, dtype=torch.uint8)
+        dummy = torch.zeros(1, height or size or 64, width or size or 64, 3, dtype=torch.uint8)
         with torch.no_grad():
-            return int(self.forward(dummy).shape[1])
+            return int(self._forward(dummy.to(_device_of(self.backbone))).shape[1])
+
+    @property
+    def native_size(self) -> bool:
+        """True when frames are not cropped to a fixed size, so ``dim`` depends on the frame size."""
+        return self.input_key == "obs" and self.preprocess is not None and self.preprocess.crop is None
+
+    def dim_for(self, frame_shape) -> int:
+        """Features per RGB view for frames shaped (H, W, ...): ``dim`` unless :attr:`native_size`."""
+        if not self.native_size or frame_shape is None or len(frame_shape) < 2:
+            return self.dim
+        return self._probe_dim(int(frame_shape[0]), int(frame_shape[1]))
+
+    def fit_frames(self, frame_shape) -> "Encoder":
+        """Set ``dim`` for frames shaped (H, W, ...) (only :attr:`native_size` encoders change)."""
+        self.dim = self.dim_for(frame_shape)
+        return self
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         # Frozen inference runs in micro-batches: on CPUs, convnets run fastest on
@@ -178,6 +232,13 @@ class Encoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, dim={self.dim}, fingerprint={self.fingerprint}"
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    p = next(iter(module.parameters()), None)
+    if p is None:
+        p = next(iter(module.buffers()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def encode(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:

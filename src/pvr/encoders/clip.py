@@ -11,8 +11,9 @@ Weights are OpenAI's, found where users already have them, never downloaded:
 
 Only the image tower is built (open_clip's ``ModifiedResNet`` / ``VisionTransformer``
 with QuickGELU, as OpenAI trained them); the output is ``encode_image`` without
-normalisation, as in the original. Preprocessing is CLIP's: resize the shorter side
-to 224 (bicubic, antialiased), centre crop 224, OpenAI's mean/std.
+normalisation, as in the original. Preprocessing is the original's for CLIP: resize
+the uint8 frame's shorter side to 224 (bicubic, antialiased, rounded to uint8), centre
+crop 224, OpenAI's mean/std.
 """
 from __future__ import annotations
 
@@ -78,7 +79,9 @@ def _make(name: str, train: bool = False, pretrained: bool = True) -> Encoder:
         load_visual(tower, path)
         source = str(path)
     tower = tower.float()
-    pre = Preprocess(resize=224, crop=224, interpolation="bicubic", mean=OPENAI_MEAN, std=OPENAI_STD)
+    # the original's: torchvision Resize(224, bicubic, antialias=True) on uint8 frames (rounded), crop 224
+    pre = Preprocess(resize=224, crop=224, interpolation="bicubic", antialias=True, uint8=True,
+                     mean=OPENAI_MEAN, std=OPENAI_STD)
     return Encoder(name, tower, pre, dim=MODELS[name][3], trainable=train, weights_source=source,
                    micro_batch=MICRO_BATCH[name])
 

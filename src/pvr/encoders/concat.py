@@ -66,6 +66,19 @@ class ConcatEncoder(Encoder):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return torch.cat([p(frames) for p in self.parts], dim=1)
 
+    @property
+    def native_size(self) -> bool:
+        return any(p.native_size for p in self.parts)
+
+    def dim_for(self, frame_shape) -> int:
+        return sum(p.dim_for(frame_shape) for p in self.parts)
+
+    def fit_frames(self, frame_shape) -> "ConcatEncoder":
+        for p in self.parts:
+            p.fit_frames(frame_shape)
+        self.dim = sum(p.dim for p in self.parts)
+        return self
+
     def identity(self) -> dict:
         return {"name": self.name, "parts": [p.identity() for p in self.parts], "input_key": self.input_key}
 
@@ -81,8 +94,14 @@ def concat(names: list[str], *, name: str | None = None, **kw) -> ConcatEncoder:
 def _meta(names: list[str], description: str) -> dict:
     metas = [ENCODERS.get(n).meta for n in names]
     dims = [m.get("dim") for m in metas]
-    return dict(family="concat", weights=" + ".join(str(m.get("weights")) for m in metas),
-                dim=sum(dims) if all(isinstance(d, int) for d in dims) else None,
+    if all(isinstance(d, int) for d in dims):
+        dim = sum(dims)
+    elif any(isinstance(d, str) for d in dims):  # a part's size depends on the frame size
+        dim = " + ".join(str(d) for d in dims)
+    else:
+        dim = None
+    # seeded: the seed goes on to every part (only parts with random weights use it)
+    return dict(family="concat", weights=" + ".join(str(m.get("weights")) for m in metas), dim=dim, seeded=True,
                 input_size=metas[0].get("input_size"),
                 present=lambda: all(m["present"]() for m in metas), description=description)
 

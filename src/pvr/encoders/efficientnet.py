@@ -58,7 +58,8 @@ def _make(i: int, train: bool = False, pretrained: bool = True) -> Encoder:
     net._fc = nn.Identity()
     net._dropout = nn.Identity()
     size = _VARIANTS[i]
-    pre = Preprocess(resize=size, crop=size, interpolation="bilinear", scale=1.0,
+    # not in the original: pvr's own choice, an antialiased float resize
+    pre = Preprocess(resize=size, crop=size, interpolation="bilinear", antialias=True, uint8=False, scale=1.0,
                      mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
     return Encoder(name, _Features(net), pre, dim=1280, trainable=train,
                    weights_source=f"package {_package(i)} ({path})" if pretrained else path)

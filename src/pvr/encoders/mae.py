@@ -9,8 +9,9 @@ embedding + sin-cos positions, the blocks, the final LayerNorm, token 0.
 Weights: MAE's ``mae_pretrain_vit_<size>.pth`` (a dict with a ``model`` key; any
 decoder keys are ignored) in ``$PVR_MODEL_PATH`` or the torch hub cache, or timm's
 Hugging Face copy ``timm/vit_<size>_patch<p>_224.mae`` in the Hugging Face cache.
-Preprocessing is the original's for MAE: resize 256 *bicubic*, centre crop 224,
-ImageNet mean/std.
+Preprocessing is the original's for MAE: resize the uint8 frame to 256 with
+PyTorch's *bicubic* kernel, no antialiasing, clamped and rounded to uint8 (torchvision
+``Resize(256, interpolation=3)`` on a tensor), centre crop 224, ImageNet mean/std.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _make(name: str, train: bool = False, pretrained: bool = True) -> Encoder:
     if path is not None:
         load_mae(net, path)
         source = str(path)
-    pre = Preprocess(resize=256, crop=224, interpolation="bicubic")
+    pre = Preprocess(resize=256, crop=224, interpolation="bicubic", antialias=False, uint8=True)
     return Encoder(name, net, pre, dim=MODELS[name][2], trainable=train, weights_source=source,
                    micro_batch=MICRO_BATCH)
 

@@ -14,7 +14,13 @@ torch with detectron2's parameter names, so ``maskrcnn_l3.pth`` (a dict with a
   ``roi_heads.*``), the expanding block ``backbone.res4.7.*`` and ``backbone.res5.*``.
 
 Input is BGR in 0–255 minus detectron2's pixel means (103.530, 116.280, 123.675),
-std 1, after resize 256 / centre crop 224, as in the original.
+std 1, after resize 256 (bilinear, no antialiasing, on floats: the original converts
+to float before resizing, so nothing is rounded) / centre crop 224.
+
+One deliberate difference: the original's channel flip ``x[:, :, [0,1,2]] =
+x[:, :, [2,1,0]]`` runs on an (N, C, H, W) tensor, so it swaps image rows 0 and 2
+and leaves the channels RGB. pvr does the intended RGB → BGR flip (the order the
+detectron2 weights expect); ``original_swap=True`` restores the original's.
 """
 from __future__ import annotations
 
@@ -114,12 +120,13 @@ _SPEC = weights.WeightsSpec(FILENAME, PVR_RELEASES)
 
 @register_encoder("maskrcnn_l3", family="maskrcnn", weights=_SPEC.describe(), dim=DIM, input_size=224,
                   present=_SPEC.present, description="Mask R-CNN R-50-C4 res4 + compression block (BGR, 0-255)")
-def maskrcnn_l3(train: bool = False, pretrained: bool = True) -> Encoder:
+def maskrcnn_l3(train: bool = False, pretrained: bool = True, original_swap: bool = False) -> Encoder:
     path = _SPEC.require("maskrcnn_l3") if pretrained else None
     net = MaskRCNNRes4()
     source = "random init (pretrained=False)"
     if path is not None:
         load_backbone(net, path)
         source = str(path)
-    pre = Preprocess(resize=256, crop=224, scale=1.0, mean=PIXEL_MEAN_BGR, std=(1.0, 1.0, 1.0), bgr=True)
+    pre = Preprocess(resize=256, crop=224, scale=1.0, mean=PIXEL_MEAN_BGR, std=(1.0, 1.0, 1.0),
+                     bgr=not original_swap, swap_rows=original_swap, antialias=False, uint8=False)
     return Encoder("maskrcnn_l3", net, pre, dim=DIM, trainable=train, weights_source=source, micro_batch=4)

@@ -14,12 +14,17 @@ from pvr.registry import Entry, Registry
 ENCODERS: Registry = Registry("encoder", "pvr encoders")
 
 
-def register_encoder(name: str, *, family: str, weights: str = "none", dim: int | None = None,
+def register_encoder(name: str, *, family: str, weights: str = "none", dim: int | str | None = None,
                      input_size: int | str | None = None, present: Callable[[], bool] | None = None,
-                     description: str = "", overwrite: bool = False):
-    """Decorator registering an encoder factory ``fn(**kw) -> Encoder``."""
+                     description: str = "", seeded: bool = False, overwrite: bool = False):
+    """Decorator registering an encoder factory ``fn(**kw) -> Encoder``.
+
+    ``seeded=True``: the factory takes ``seed=`` (its weights are drawn at random);
+    other factories never see it. ``dim`` may be a formula (a string) when the
+    output size depends on the frame size.
+    """
     return ENCODERS.register(name, family=family, weights=weights, dim=dim, input_size=input_size,
-                             present=present or (lambda: True), description=description,
+                             present=present or (lambda: True), description=description, seeded=seeded,
                              overwrite=overwrite)
 
 

@@ -8,8 +8,8 @@ from the original's files.
 
 Weights are read from torchvision's own cache (``$TORCH_HOME/hub/checkpoints``)
 or ``$PVR_MODEL_PATH``, under torchvision's file names; they are never downloaded
-here. Preprocessing is the original's: resize 256, centre crop 224, ImageNet
-mean/std.
+here. Preprocessing is the original's: the uint8 frame resized to 256 (bilinear, no
+antialiasing, rounded to uint8), centre crop 224, ImageNet mean/std (``Preprocess()``).
 """
 from __future__ import annotations
 

@@ -116,10 +116,10 @@ MICRO_BATCH = 4
 
 
 def register_tap(name: str, tap: str, filename: str, *, family: str, published: str = PVR_RELEASES,
-                 description: str = "") -> None:
+                 description: str = "", alternates: tuple[str, ...] = ()) -> None:
     from pvr.encoders.registry import register_encoder
 
-    spec = weights.WeightsSpec(filename, published)
+    spec = weights.WeightsSpec(filename, published, alternates=alternates)
     register_encoder(name, family=family, weights=spec.describe(), dim=TAPS[tap][2], input_size=224,
                      present=spec.present, description=description)(
         lambda **kw: make_encoder(name, tap, spec, **kw))

@@ -117,22 +117,30 @@ def find_hf(repo_id: str, filenames: tuple[str, ...]) -> Path | None:
 class WeightsSpec:
     """Where one encoder's weights may be on this machine, in the order they are tried.
 
-    ``filename`` is looked up in ``$PVR_MODEL_PATH`` then the torch hub cache (and
-    ``extra_dirs``); ``hf`` names a Hugging Face repo and its candidate files.
+    ``filename`` (then each of ``alternates``: other names the original's branches
+    used for the same weights) is looked up in ``$PVR_MODEL_PATH`` then the torch
+    hub cache (and ``extra_dirs``); ``hf`` names a Hugging Face repo and its
+    candidate files.
     """
 
     filename: str
     published: str
     extra_dirs: tuple[Callable[[], Path], ...] = ()
     hf: tuple[str, tuple[str, ...]] | None = None
+    alternates: tuple[str, ...] = ()
+
+    @property
+    def filenames(self) -> tuple[str, ...]:
+        return (self.filename, *self.alternates)
 
     def dirs(self) -> list[Path]:
         return search_dirs() + [d() for d in self.extra_dirs]
 
     def find(self) -> Path | None:
-        for d in self.dirs():
-            if (d / self.filename).is_file():
-                return d / self.filename
+        for name in self.filenames:
+            for d in self.dirs():
+                if (d / name).is_file():
+                    return d / name
         if self.hf is not None:
             return find_hf(*self.hf)
         return None
@@ -146,13 +154,14 @@ class WeightsSpec:
             where = ", ".join(str(d) for d in self.dirs())
             if self.hf is not None:
                 where += f", Hugging Face cache {hf_hub_cache()} (repo {self.hf[0]})"
-            raise PvrError(f"encoder {encoder!r} needs weights file {self.filename!r}, not found in {where}. "
+            names = " or ".join(repr(n) for n in self.filenames)
+            raise PvrError(f"encoder {encoder!r} needs weights file {names}, not found in {where}. "
                            f"Download it from {self.published} and put it in $PVR_MODEL_PATH (now {model_dir()}) "
                            f"under that name.")
         return path
 
     def describe(self) -> str:
-        return f"file:{self.filename}"
+        return f"file:{self.filename}" + "".join(f" (or {n})" for n in self.alternates)
 
 
 def load_checkpoint(path: Path) -> Any:
