@@ -42,7 +42,7 @@ def cmd_embed(a) -> None:
     shard = parse_shard(a.shard)
     for env in [e for e in a.env.split(",") if e]:
         with open_dataset(a.data_path, env, mode="a") as ds:
-            enc = make_encoder(a.embedding_name, ds)
+            enc = make_encoder(a.embedding_name, ds, seed=a.seed)
             arr = embed(ds, enc, batch_size=a.batch_size, shard=shard, wait=a.wait, progress=not a.quiet)
             where = f"{ds.path}/features/{enc.name}-{enc.fingerprint}"
             if find_features(ds, enc) is None:
@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedding_name", required=True)
     s.add_argument("--data_path", default="pvr_data")
     s.add_argument("--batch_size", type=int, default=64)
+    s.add_argument("--seed", type=int, default=1,
+                   help="draws the weights of encoders with random weights (random<N>); use the --seed of the "
+                        "`pvr train` run that will read the features (default: 1, pvr train's default)")
     s.add_argument("--shard", default=None, metavar="I/N",
                    help="embed only shard I of N (0-based; e.g. a Slurm array: "
                         "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); shards may run at once")

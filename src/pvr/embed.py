@@ -88,11 +88,20 @@ def feature_dim(encoder: Encoder, ds) -> int:
     return encoder.dim * max(1, int(shape[-1]) // 3)
 
 
-def make_encoder(name: str, ds=None, **kw) -> Encoder:
-    """Create encoder ``name``; ``true_state`` takes its size from the dataset."""
+def make_encoder(name: str, ds=None, *, seed: int | None = None, **kw) -> Encoder:
+    """Create encoder ``name`` for dataset ``ds``.
+
+    ``seed`` draws random weights (``random<N>``, ``pretrained=False``; see
+    :func:`pvr.encoders.create`). With ``ds``: ``true_state`` takes its size from
+    the dataset, and encoders that see frames at their native size (``random<N>``)
+    set ``dim`` from the dataset's frame size.
+    """
     if name == "true_state" and ds is not None and "dim" not in kw:
         kw["dim"] = int(ds["true_state"].shape[1])
-    return pvr.encoders.create(name, **kw)
+    enc = pvr.encoders.create(name, seed=seed, **kw)
+    if ds is not None and enc.native_size and getattr(ds, "obs_shape", None):
+        enc.fit_frames(ds.obs_shape)
+    return enc
 
 
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
