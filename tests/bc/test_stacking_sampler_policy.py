@@ -60,10 +60,11 @@ def test_lstm_state_resets_at_episode_start():
     assert not torch.allclose(no_reset[3:], fresh)
 
 
-def test_continuous_head_is_squashed_into_bounds_and_learns():
+def test_continuous_head_squashed_into_bounds_learns():
+    """--action_squash bounds: the mean is kept inside any [low, high] box."""
     torch.manual_seed(0)
     spec = ActionSpec(False, 2, (-2.0, 0.0), (2.0, 1.0))
-    p = Policy(3, spec, hidden_size=32, lstm=False, batch_norm=True)
+    p = Policy(3, spec, hidden_size=32, lstm=False, batch_norm=True, squash="bounds")
     obs = torch.randn(10, 4, 3)
     target = torch.stack([obs[..., 0].clamp(-1.5, 1.5), torch.sigmoid(obs[..., 1])], -1)
     opt = torch.optim.Adam(p.parameters(), lr=1e-2)

@@ -1,10 +1,15 @@
 """The behavioural-cloning policy of the original: [BatchNorm] → MLP → [2-layer LSTM] → head.
 
-Discrete actions: softmax head (trained with cross-entropy, argmax at test time).
-Continuous actions: Gaussian head whose mean is tanh-squashed into the action
-bounds and whose state-independent log-std is learned and clamped; trained by
-negative log-likelihood, the mean is the test-time action. The LSTM state is reset
-wherever ``first`` marks an episode start.
+Discrete actions (the original's ``DiscretePolicy``): two 1024-wide ReLU layers,
+orthogonal init with ReLU gain, a 1024-wide LSTM, softmax head (cross-entropy,
+argmax at test time). Continuous actions (its ``ContinuousPolicy``): two 256-wide
+Tanh layers with Tanh gain, a 256-wide LSTM and a Gaussian head with a learned,
+state-independent log-std (initialised at 0, clamped from below at -3); trained by
+negative log-likelihood, the mean is the test-time action. The mean goes through
+tanh and is scaled by the bound only when the bounds are symmetric (``squash=
+"symmetric"``, the original's rule; otherwise it is left linear); ``squash="bounds"``
+maps it into any [low, high]. The LSTM state is reset wherever ``first`` marks an
+episode start.
 """
 from __future__ import annotations
 
@@ -15,7 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+LOG_STD_MIN = -3.0  # the original's floor; it sets no ceiling
+HIDDEN = {True: 1024, False: 256}           # width by ``ActionSpec.discrete``
+ACTIVATION = {True: "relu", False: "tanh"}  # hidden activation by ``ActionSpec.discrete``
+SQUASH_MODES = ("symmetric", "bounds")
+_ACT = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 @dataclass(frozen=True)
@@ -54,21 +63,32 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
 
 
 class Policy(nn.Module):
-    def __init__(self, obs_dim: int, action: ActionSpec, *, hidden_size: int = 1024, batch_norm: bool = False,
-                 lstm: bool = True):
+    def __init__(self, obs_dim: int, action: ActionSpec, *, hidden_size: int | None = None, batch_norm: bool = False,
+                 lstm: bool = True, activation: str | None = None, squash: str = "symmetric",
+                 log_std_min: float | None = LOG_STD_MIN, log_std_max: float | None = None):
         super().__init__()
         self.action = action
-        relu = nn.init.calculate_gain("relu")
+        hidden_size = hidden_size or HIDDEN[action.discrete]
+        activation = activation or ACTIVATION[action.discrete]
+        if activation not in _ACT:
+            raise ValueError(f"unknown activation {activation!r}; use one of {sorted(_ACT)}")
+        if squash not in SQUASH_MODES:
+            raise ValueError(f"unknown squash {squash!r}; use one of {SQUASH_MODES}")
+        gain = nn.init.calculate_gain(activation)
         layers: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
-        layers += [_orthogonal(nn.Linear(obs_dim, hidden_size), relu), nn.ReLU(),
-                   _orthogonal(nn.Linear(hidden_size, hidden_size), relu), nn.ReLU()]
+        layers += [_orthogonal(nn.Linear(obs_dim, hidden_size), gain), _ACT[activation](),
+                   _orthogonal(nn.Linear(hidden_size, hidden_size), gain), _ACT[activation]()]
         self.fc = nn.Sequential(*layers)
         self.core = nn.LSTM(hidden_size, hidden_size, num_layers=2) if lstm else None
         self.head = _orthogonal(nn.Linear(hidden_size, action.n), 1.0)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
         if not action.discrete:
             self.log_std = nn.Parameter(torch.zeros(action.n))
             self.register_buffer("low", torch.tensor(action.low, dtype=torch.float32))
             self.register_buffer("high", torch.tensor(action.high, dtype=torch.float32))
+            symmetric = bool(np.all(np.asarray(action.high) == -np.asarray(action.low)))
+            # "symmetric" (the original): tanh × bound for (-a, a) boxes, a linear mean otherwise
+            self.squash = "bounds" if squash == "bounds" else ("tanh" if symmetric else "none")
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor] | tuple:
         if self.core is None:
@@ -97,15 +117,23 @@ class Policy(nn.Module):
         return self.head(x), state
 
     def mean_action(self, out: torch.Tensor) -> torch.Tensor:
+        if self.squash == "tanh":
+            return torch.tanh(out) * self.high
+        if self.squash == "none":
+            return out
         return self.low + (torch.tanh(out) + 1) * 0.5 * (self.high - self.low)
+
+    def std(self) -> torch.Tensor:
+        if self.log_std_min is None and self.log_std_max is None:
+            return self.log_std.exp()
+        return self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
 
     def loss(self, out: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood of the expert's actions over unmasked steps."""
         if self.action.discrete:
             nll = F.cross_entropy(out.flatten(0, 1), actions.flatten().long(), reduction="none")
         else:
-            std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
-            dist = torch.distributions.Normal(self.mean_action(out), std)
+            dist = torch.distributions.Normal(self.mean_action(out), self.std())
             nll = -dist.log_prob(actions.float()).sum(-1).flatten()
         mask = mask.flatten().float()
         return (nll * mask).sum() / mask.sum().clamp(min=1)

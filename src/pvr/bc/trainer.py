@@ -1,11 +1,15 @@
 """Behavioural cloning with evaluation running in parallel, resumable at any kill.
 
-Per epoch e (1..E): train on the demonstrations while the evaluation process tests
-the policy of epoch e-1; then wait for that evaluation (as the original did),
-append epoch e-1's row to ``stats.jsonl``, checkpoint epoch e atomically, and
-hand epoch e's policy to the evaluator. Epoch 0 is the untrained policy.
-Everything random depends only on (seed, epoch), so a run resumed from its last
-checkpoint produces the same rows as an uninterrupted one.
+Evaluation points are the original's (``is_essential_save``: epoch 0, then 1-5%,
+10-60% by tenths, 80% and 100% of the epochs) or every ``--eval_every`` epochs.
+At an evaluation point the policy goes to the evaluation process and training
+goes on; training waits only at the next evaluation point, for the previous
+evaluation to finish (as the original did). Each epoch is checkpointed
+atomically, with the weights of any evaluation still in flight, so a killed run
+loses no evaluation. Everything random depends only on (seed, epoch), so a run
+resumed from its last checkpoint produces the same rows as an uninterrupted one.
+Before anything is written, every dataset is checked against one reset of its
+evaluation environment (:mod:`pvr.bc.precheck`).
 
 Run directory ``<save_path>/<xpid>/``: ``config.json`` (resolved config),
 ``stats.jsonl`` (one row per epoch), ``checkpoint.pt`` (+ ``checkpoint.prev.pt``),
@@ -13,6 +17,7 @@ Run directory ``<save_path>/<xpid>/``: ``config.json`` (resolved config),
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -25,9 +30,10 @@ from tqdm.auto import tqdm
 import pvr
 import pvr.envs
 import pvr.plugins
-from pvr.bc import checkpoint, distributed
+from pvr.bc import checkpoint, distributed, recipes
 from pvr.bc.config import TrainConfig
 from pvr.bc.policy import ActionSpec, Policy
+from pvr.bc.precheck import check_datasets
 from pvr.bc.stats import StatsLog
 from pvr.bc.sampler import Demonstrations, batches, episode_starts
 from pvr.bc.stacking import combine, stack_indices
@@ -42,7 +48,32 @@ from pvr.utils.io import write_json
 FINAL_POLICY = "policy.pt"
 DONE_MARKER = "done"
 # settings that may differ when a run is resumed: they change how, not what, it computes
-OPERATIONAL = {"debug", "disable_cuda", "disable_tensorboard", "wandb", "skip_eval_if_behind", "num_envs_test"}
+OPERATIONAL = {"disable_cuda", "disable_tensorboard", "wandb", "skip_eval_if_behind", "num_envs_test"}
+# the original's evaluation points, as fractions of --epochs (main_bc.py is_essential_save): no 70% or 90%
+ESSENTIAL_PROGRESS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+
+
+def eval_epochs(epochs: int, every: int | None = None) -> list[int]:
+    """Epochs at which the policy is evaluated: 0, then the original's points (both the floor and the
+    ceiling of each fraction of ``epochs``), or every ``every`` epochs; the last epoch always."""
+    if every:
+        points = {e for e in range(epochs + 1) if e % every == 0}
+    else:
+        points = {0} | {int(f(p * epochs)) for p in ESSENTIAL_PROGRESS for f in (np.floor, np.ceil)}
+    return sorted(e for e in points | {epochs} if 0 <= e <= epochs)
+
+
+def _make_encoder(cfg: TrainConfig, ds=None, **kw):
+    """The run's encoder: seeded by --seed (random weights follow it); random init when asked to."""
+    if cfg.train_embedding and cfg.disable_pretrained_embedding:
+        kw["pretrained"] = False
+    try:
+        return make_encoder(cfg.embedding_name, ds, seed=cfg.seed, **kw)
+    except TypeError as e:
+        if "pretrained" in kw and "pretrained" in str(e):
+            raise PvrError(f"encoder {cfg.embedding_name} has no pretrained weights to disable; "
+                           "drop --disable_pretrained_embedding") from None
+        raise
 
 
 def _log(msg: str) -> None:
@@ -56,7 +87,7 @@ def ensure_features(cfg: TrainConfig) -> None:
         return
     for env in cfg.envs:
         with open_dataset(cfg.data_path, env) as ds:
-            encoder = make_encoder(cfg.embedding_name, ds)
+            encoder = _make_encoder(cfg, ds)
             missing = find_features(ds, encoder) is None
         if missing:
             _log(f"{env}: no {encoder.name} features yet; embedding the dataset first")
@@ -75,7 +106,7 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
     k = cfg.num_input_frames
     for env in cfg.envs:
         with open_dataset(cfg.data_path, env) as ds:
-            encoder = make_encoder(cfg.embedding_name, ds)
+            encoder = _make_encoder(cfg, ds)
             ends = ds.episode_ends
             if cfg.num_trajectories_train:
                 ends = ends[: cfg.num_trajectories_train]
@@ -97,6 +128,8 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
                 raise PvrError("environments were embedded with different encoder weights")
             fingerprint = encoder.fingerprint
             facts["encoder_kwargs"] = {"dim": encoder.dim} if encoder.input_key == "true_state" else {}
+            if cfg.train_embedding and cfg.disable_pretrained_embedding:
+                facts["encoder_kwargs"]["pretrained"] = False
             facts["obs_dim"] = feature_dim(encoder, ds) * k
     shapes = {p.obs.shape[1:] for p in parts}
     if len(shapes) != 1:
@@ -106,17 +139,15 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
     return Demonstrations.concat(parts), facts
 
 
-def _action_spec(cfg: TrainConfig, env_kwargs: dict[str, dict]) -> ActionSpec:
-    specs = set()
-    for env in cfg.envs:
-        e = pvr.envs.make(env, **env_kwargs[env])
-        try:
-            specs.add(ActionSpec.from_space(e.action_space))
-        finally:
-            e.close()
-    if len(specs) != 1:
-        raise PvrError(f"environments {cfg.envs} have different action spaces; they cannot share a policy")
-    return specs.pop()
+def precheck(cfg: TrainConfig) -> tuple[ActionSpec, dict[str, dict]]:
+    """The evaluation env_kwargs of every env, and the action spec they share, once each dataset has been
+    checked against one reset of its environment (raises PvrError before anything is written)."""
+    user_kwargs = cfg.env_kwargs_dict()
+    with contextlib.ExitStack() as stack:
+        datasets = {env: stack.enter_context(open_dataset(cfg.data_path, env)) for env in cfg.envs}
+        env_kwargs = {env: (user_kwargs or ds.meta.get("env_kwargs") or {}) for env, ds in datasets.items()}
+        action = check_datasets(cfg, datasets, env_kwargs)
+    return action, env_kwargs
 
 
 def check_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
@@ -156,40 +187,46 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
         distributed.shutdown(world)
 
 
-def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Path:
-    run_dir, finished = check_run_dir(cfg)
-    if finished:
-        if world.is_main:
-            _log(f"run {run_dir} is already finished; nothing to do")
-        return run_dir
-    device = world.device(cfg.disable_cuda)
+def _warn(msg: str) -> None:
+    print(f"\033[33mWARN: {msg}\033[m" if sys.stderr.isatty() else f"WARN: {msg}", file=sys.stderr, flush=True)
 
+
+def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Path:
+    save = not cfg.disable_save
+    run_dir = Path(cfg.save_path) / cfg.run_id
+    if save:
+        run_dir, finished = check_run_dir(cfg)
+        if finished:
+            if world.is_main:
+                _log(f"run {run_dir} is already finished; nothing to do")
+            return run_dir
+    device = world.device(cfg.disable_cuda)
+    action, env_kwargs = precheck(cfg)  # a dataset that does not fit its environment: fail before any write
     if world.is_main:
+        for msg in cfg.warnings():
+            _warn(msg)
         ensure_features(cfg)  # rank 0 embeds what is missing; the others wait, then read
     world.barrier()
     data, facts = load_demonstrations(cfg)
-    user_kwargs = cfg.env_kwargs_dict()
-    env_kwargs = {env: (user_kwargs or facts["envs"][env]["env_kwargs"]) for env in cfg.envs}
-    action = _action_spec(cfg, env_kwargs)
-    if world.is_main and not (run_dir / "config.json").exists():  # only once the inputs are known to be good
+    if save and world.is_main and not (run_dir / "config.json").exists():  # only once the inputs are good
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", cfg.to_dict())
-    policy_kwargs = dict(hidden_size=cfg.hidden_size, batch_norm=cfg.batch_norm, lstm=not cfg.disable_lstm)
+    recipe = recipes.get(cfg.recipe)
+    policy_kwargs = recipe.policy_kwargs(cfg, action)
     torch.manual_seed(cfg.seed)
-    policy = Policy(facts["obs_dim"], action, **policy_kwargs).to(device)
+    policy = recipe.policy(facts["obs_dim"], action, policy_kwargs).to(device)
     encoder = None
     params = list(policy.parameters())
     if cfg.train_embedding:  # fine-tuning: the encoder trains with the policy, on raw frames
-        encoder = make_encoder(cfg.embedding_name, train=True, **facts["encoder_kwargs"]).to(device)
+        encoder = _make_encoder(cfg, train=True, **{k: v for k, v in facts["encoder_kwargs"].items()
+                                                    if k != "pretrained"}).to(device)
         params += [p for p in encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=cfg.alpha,
-                                    eps=cfg.epsilon, momentum=cfg.momentum)
+    optimizer = recipe.optimizer(params, cfg)
     steps_per_epoch = -(-(len(data) + cfg.unroll_length) // cfg.unroll_length) // cfg.batch_size + 1
-    total_steps = max(1, cfg.epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total_steps))
+    scheduler, per_update = recipe.scheduler(optimizer, cfg, steps_per_epoch)
 
     world.barrier()  # rank 0 has created the run directory
-    ckpt = checkpoint.load(run_dir)
+    ckpt = checkpoint.load(run_dir) if save else None
     start_epoch, last_train = 0, None
     if ckpt is not None:
         policy.load_state_dict(ckpt["policy"])
@@ -209,50 +246,69 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
         if encoder is not None and any(p.requires_grad for p in encoder.parameters()):
             enc_model = DDP(encoder, device_ids=ids)
 
-    def epochs_only() -> None:  # ranks > 0: train in step with rank 0, nothing else
-        for epoch in range(start_epoch + 1, cfg.epochs + 1):
-            train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world)
-        world.barrier()
+    def run_epoch(epoch: int) -> dict:
+        return train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world,
+                           per_update=per_update)
 
-    if not world.is_main:
-        epochs_only()
+    if not world.is_main:  # ranks > 0: train in step with rank 0, nothing else
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            run_epoch(epoch)
+        world.barrier()
         return run_dir
 
-    log = StatsLog(run_dir, tensorboard=not cfg.disable_tensorboard, wandb_project=cfg.wandb, config=cfg.to_dict())
+    log = StatsLog(run_dir if save else None, tensorboard=save and not cfg.disable_tensorboard,
+                   wandb_project=cfg.wandb, config=cfg.to_dict())
     log.truncate_after(start_epoch)  # rows past the checkpoint belong to a future we recompute
-    write_json(run_dir / "run.json", {"facts": facts, "action": action.to_dict(), "policy_kwargs": policy_kwargs,
-                                      "env_kwargs": env_kwargs, "pvr_version": pvr.__version__,
-                                      "world_size": world.size, "command": " ".join(sys.argv)})
-    eval_epochs = {e for e in range(cfg.epochs + 1) if e % cfg.eval_every == 0} | {cfg.epochs}
+    if save:
+        write_json(run_dir / "run.json", {"facts": facts, "action": action.to_dict(), "policy_kwargs": policy_kwargs,
+                                          "env_kwargs": env_kwargs, "pvr_version": pvr.__version__,
+                                          "world_size": world.size, "command": " ".join(sys.argv)})
+    points = set(eval_epochs(cfg.epochs, cfg.eval_every))
     # the worker imports what registered this encoder (a --plugin, or the user's own module)
     plugins = pvr.plugins.loaded() + [ENCODERS.get(cfg.embedding_name).factory.__module__]
     spec = dict(plugins=plugins, embedding_name=cfg.embedding_name, encoder_kwargs=facts["encoder_kwargs"],
-                fingerprint=facts["fingerprint"], obs_dim=facts["obs_dim"], action=action.to_dict(),
-                policy_kwargs=policy_kwargs, envs=cfg.envs, env_kwargs=env_kwargs, device=str(device),
-                episodes=cfg.num_episodes_test, num_envs=cfg.num_envs_test, seed=cfg.seed * 1_000_003,
-                num_input_frames=cfg.num_input_frames, frame_stack_mode=cfg.frame_stack_mode, progress=progress)
+                encoder_seed=cfg.seed, fingerprint=facts["fingerprint"], obs_dim=facts["obs_dim"],
+                action=action.to_dict(), policy_kwargs=policy_kwargs, envs=cfg.envs, env_kwargs=env_kwargs,
+                device=str(device), episodes=cfg.num_episodes_test, num_envs=cfg.num_envs_test,
+                seed=cfg.seed * 1_000_003, num_input_frames=cfg.num_input_frames,
+                frame_stack_mode=cfg.frame_stack_mode, frame_skips=cfg.frame_skips,
+                frame_skip_mode=cfg.frame_skip_mode, progress=progress)
     started = time.time()
     pending_train: dict[int, dict | None] = {}
+    in_flight: dict | None = None  # what the evaluator is testing: kept in checkpoints until its row is written
     try:
         with EvalWorker(spec) as worker:
 
             def record(epoch: int, test: dict) -> None:
+                nonlocal in_flight
                 _print_test(epoch, test)
-                log.write(_row(epoch, pending_train.pop(epoch), test, started))
+                log.write(_row(epoch, pending_train.pop(epoch, None), test, started))
+                in_flight = None
 
             def weights() -> dict:
                 return {"policy": policy.state_dict(), **({"encoder": encoder.state_dict()} if encoder else {})}
 
+            def submit(epoch: int, train_stats: dict | None, w: dict) -> None:
+                nonlocal in_flight
+                if worker.busy():  # one evaluation at a time: the previous one is recorded first
+                    record(*worker.result())
+                pending_train[epoch] = train_stats
+                worker.submit(epoch, w)
+                in_flight = {"epoch": epoch, "train": train_stats or {},
+                             "weights": {k: {n: t.detach().cpu().clone() for n, t in sd.items()}
+                                         for k, sd in w.items()}}
+
             def save_ckpt(epoch: int, train_stats: dict | None) -> None:
-                checkpoint.save(run_dir, {"epoch": epoch, **weights(), "optimizer": optimizer.state_dict(),
-                                          "scheduler": scheduler.state_dict(), "train": train_stats or {}})
+                if save:
+                    checkpoint.save(run_dir, {"epoch": epoch, **weights(), "optimizer": optimizer.state_dict(),
+                                              "scheduler": scheduler.state_dict(), "train": train_stats or {},
+                                              "in_flight": in_flight or {}})
 
             def after_epoch(epoch: int, train_stats: dict | None, skip_eval: bool = False) -> None:
                 if epoch in log:
                     return
-                if epoch in eval_epochs and not skip_eval:
-                    pending_train[epoch] = train_stats
-                    worker.submit(epoch, weights())
+                if epoch in points and not skip_eval:
+                    submit(epoch, train_stats, weights())
                 else:
                     row = _row(epoch, train_stats, {}, started)
                     if skip_eval:
@@ -261,35 +317,44 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
 
             if ckpt is None:
                 save_ckpt(0, None)
+            elif ckpt.get("in_flight") and ckpt["in_flight"]["epoch"] not in log:  # killed while it was tested
+                lost = ckpt["in_flight"]
+                submit(int(lost["epoch"]), lost["train"] or None, lost["weights"])
             after_epoch(start_epoch, last_train)
             bar = tqdm(range(start_epoch + 1, cfg.epochs + 1), desc="epoch", disable=not progress,
                        dynamic_ncols=True, initial=start_epoch, total=cfg.epochs)
             for epoch in bar:
-                stats = train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world)
+                stats = run_epoch(epoch)
                 _log(f"   ### {epoch} | loss {stats['loss']}, norm {stats['norm']}")
                 skip = False
                 if worker.busy():
-                    done = worker.result(block=False) if cfg.skip_eval_if_behind else None
+                    done = worker.result(block=False)  # a finished evaluation is recorded at once
                     if done is not None:
                         record(*done)
-                    elif cfg.skip_eval_if_behind and epoch != cfg.epochs and epoch in eval_epochs:
-                        skip = True  # evaluation is behind: this point is skipped, training goes on
-                    else:
-                        record(*worker.result())  # training waits for the evaluation, as in the original
+                    elif epoch in points:  # training waits only here, as in the original
+                        if cfg.skip_eval_if_behind and epoch != cfg.epochs:
+                            skip = True  # evaluation is behind: this point is skipped, training goes on
+                        else:
+                            record(*worker.result())
                 save_ckpt(epoch, stats)
                 after_epoch(epoch, stats, skip_eval=skip)
             if worker.busy():
                 record(*worker.result())
     finally:
         log.close()
-    _save_final(run_dir, policy, cfg, facts, action, policy_kwargs, encoder)
+    if save:
+        _save_final(run_dir, policy, cfg, facts, action, policy_kwargs, encoder)
+    else:
+        _log("--disable_save: nothing was written")
     world.barrier()
     return run_dir
 
 
 def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainConfig, epoch: int,
-                device: torch.device, encoder=None, world: distributed.World = distributed.World()) -> dict:
-    """One pass over the demonstrations; ``policy``/``encoder`` may be DDP-wrapped."""
+                device: torch.device, encoder=None, world: distributed.World = distributed.World(), *,
+                per_update: bool = False) -> dict:
+    """One pass over the demonstrations; ``policy``/``encoder`` may be DDP-wrapped. The scheduler steps
+    after every update (``per_update``) or once at the end of the epoch (the original)."""
     core = getattr(policy, "module", policy)
     policy.train()
     if encoder is not None:
@@ -316,10 +381,13 @@ def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainCo
             loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
-        scheduler.step()
+        if per_update:
+            scheduler.step()
         losses.append(loss.item())
         norms.append(float(norm))
         samples += int(batch["mask"].sum())
+    if not per_update:
+        scheduler.step()
     return {"loss": float(np.mean(losses)), "norm": float(np.mean(norms)), "samples": samples}
 
 
