@@ -57,8 +57,10 @@ def cmd_train(a) -> None:
     from pvr.bc.config import from_namespace
     from pvr.bc.trainer import train
 
-    run_dir = train(from_namespace(a))
-    print(f"run directory: {run_dir}")
+    cfg = from_namespace(a)
+    run_dir = train(cfg)
+    if not cfg.disable_save:
+        print(f"run directory: {run_dir}")
 
 
 def cmd_launch(a) -> None:

@@ -28,7 +28,7 @@ class TrainConfig:
     epochs: int = _f(100, "passes over the demonstrations")
     num_episodes_test: int = _f(50, "evaluation episodes per environment at each evaluation point")
     eval_every: int | None = _f(None, "evaluate every this many epochs (and after the last); default: the "
-                                      "original's points, epochs 0, 1-5%, 10-60% by tenths, 80% and 100% of --epochs")
+                                      "original's points, epoch 0 and 1-5, 10-60 (by tens), 80 and 100 percent of --epochs")
     num_envs_test: int = _f(8, "environments stepped together (one batched encoder + policy) during evaluation")
     env_kwargs: str = _f("", "JSON dict of keyword arguments for pvr.envs.make at evaluation "
                               "(default: those recorded in the dataset)")
@@ -157,7 +157,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
             kw["required"] = True
         else:
             kw["default"] = f.default
-            kw["help"] += f" (default: {f.default})"
+            if f.default is not None:
+                kw["help"] += f" (default: {f.default})"
         parser.add_argument(flag, type=typ, **kw)
 
 
