@@ -178,13 +178,7 @@ def lrs_seen(cfg: TrainConfig, epochs: int) -> list[list[float]]:
     policy = recipe.policy(3, action, recipe.policy_kwargs(cfg, action))
     opt = recipe.optimizer(list(policy.parameters()), cfg)
     seen: list[list[float]] = []
-    real_step = opt.step
-
-    def step(*a, **k):
-        seen[-1].append(opt.param_groups[0]["lr"])
-        return real_step(*a, **k)
-
-    opt.step = step  # (before the scheduler wraps it)
+    opt.register_step_pre_hook(lambda o, args, kwargs: seen[-1].append(o.param_groups[0]["lr"]))
     sched, per_update = recipe.scheduler(opt, cfg, 4)
     for epoch in range(1, epochs + 1):
         seen.append([])
