@@ -247,8 +247,7 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
             enc_model = DDP(encoder, device_ids=ids)
 
     def run_epoch(epoch: int) -> dict:
-        return train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world,
-                           per_update=per_update)
+        return train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world, per_update)
 
     if not world.is_main:  # ranks > 0: train in step with rank 0, nothing else
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -351,7 +350,7 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
 
 
 def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainConfig, epoch: int,
-                device: torch.device, encoder=None, world: distributed.World = distributed.World(), *,
+                device: torch.device, encoder=None, world: distributed.World = distributed.World(),
                 per_update: bool = False) -> dict:
     """One pass over the demonstrations; ``policy``/``encoder`` may be DDP-wrapped. The scheduler steps
     after every update (``per_update``) or once at the end of the epoch (the original)."""
