@@ -21,13 +21,15 @@ def test_available_lists_quickstart_encoders_and_filters():
     assert E.available("efficientnet_*") == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 
 
-@pytest.mark.parametrize("name,dim", [("random", 1568), ("random3", 32 * 28 * 28), ("efficientnet_lite0", 1280),
+# the random convnets see 56-px frames at their native size: 32 * ceil(56 / 2^N)^2 values
+@pytest.mark.parametrize("name,dim", [("random", 32 * 2 * 2), ("random3", 32 * 7 * 7), ("efficientnet_lite0", 1280),
                                       ("efficientnet_lite1", 1280), ("efficientnet_lite2", 1280)])
 def test_image_encoders_map_uint8_frames_to_flat_features(name, dim):
     enc = E.create(name)
     out = enc(frames())
     assert out.shape == (2, dim) and out.dtype == torch.float32
-    assert enc.dim == dim
+    assert enc.dim_for((56, 56, 3)) == dim
+    assert enc.fit_frames((56, 56, 3)).dim == dim
     assert not any(p.requires_grad for p in enc.parameters())
     assert torch.isfinite(out).all()
 

@@ -10,7 +10,7 @@ def test_multi_view_frames_are_encoded_view_by_view_and_concatenated():
     b = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8, generator=g)
     both = torch.cat([a, b], dim=-1)  # (B, H, W, 6): current view + goal view
     out = E.encode(enc, both)
-    assert out.shape == (2, 2 * enc.dim)
+    assert out.shape == (2, 2 * enc.dim_for((32, 32, 3)))
     assert torch.allclose(out, torch.cat([enc(a), enc(b)], dim=1), atol=1e-5)
     assert torch.equal(E.encode(enc, a), enc(a))
     state = E.create("true_state", dim=4)

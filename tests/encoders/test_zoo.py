@@ -167,13 +167,16 @@ def test_uber_models_concatenate_their_taps(tap_files, monkeypatch, tmp_path):
 
 def test_concat_any_encoders_and_fingerprint():
     a = E.create("concat:random+random3")
-    assert a.dim == 1568 + 32 * 28 * 28 and a.name == "concat:random+random3"
+    assert a.name == "concat:random+random3"
+    # native-size parts at 32 px: 32 * ceil(32/32)^2 + 32 * ceil(32/8)^2
+    assert a.dim_for((32, 32, 3)) == 32 + 32 * 4 * 4 and a.native_size
     x = frames(3, 32, 32)
     assert torch.equal(a(x), torch.cat([E.create("random")(x), E.create("random3")(x)], 1))
-    assert E.info("concat:random+random3")["dim"] == a.dim
+    assert E.info("concat:random+random3")["dim"] == "32*ceil(H/32)*ceil(W/32) + 32*ceil(H/8)*ceil(W/8)"
     assert a.fingerprint == E.create("concat:random+random3").fingerprint
     assert a.fingerprint != E.create("concat:random3+random").fingerprint
-    assert a.fingerprint != E.create("concat:random+random3", seed=1).fingerprint
+    assert a.fingerprint == E.create("concat:random+random3", seed=1).fingerprint  # None is seed 1
+    assert a.fingerprint != E.create("concat:random+random3", seed=2).fingerprint
     with pytest.raises(PvrError, match="unknown encoder 'nope'"):
         E.create("concat:random+nope")
     tuned = E.concat(["random", "random2"], train=True)

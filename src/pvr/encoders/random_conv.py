@@ -100,13 +100,13 @@ def _make(n_layers: int, name: str, seed: int | None = None, path: str | None = 
     if path is not None and not file.is_file():
         raise PvrError(f"random convnet weights file {file} does not exist; write one with "
                        f"`pvr.encoders.create({name!r}, seed=S).save(path)`")
+    # The seed enters the fingerprint through the weights it draws (their digest), so
+    # the same network read back from a file shares its cached features.
+    source = f"random init, seed {seed}"
     if file is not None:
         load_file(net, file, n_layers, name)
-        source, extra = f"file {file}", {}
-    else:
-        # the seed is named in the identity too, so two seeds can never share a cache key
-        source, extra = f"random init, seed {seed}", {"seed": seed}
-    return RandomEncoder(name, net, NATIVE, trainable=train, weights_source=source, extra_identity=extra)
+        source = f"file {file}"
+    return RandomEncoder(name, net, NATIVE, trainable=train, weights_source=source)
 
 
 class RandomEncoder(Encoder):
