@@ -9,8 +9,11 @@ from pvr.evaluation.worker import EvalWorker
 
 
 def test_worker_ignores_slurm_usr2_and_sigint():
-    encoder = pvr.encoders.create("random3")
     import gymnasium as gym
+    import pvr.envs
+
+    # random3 sees frames at their native size: its dim is the evaluation env's
+    encoder = pvr.encoders.create("random3").fit_frames(pvr.envs.make("MiniGrid-Empty-5x5-v0").observation_space.shape)
 
     action = ActionSpec.from_space(gym.spaces.Discrete(7))
     policy_kwargs = {}
@@ -44,9 +47,10 @@ def test_interrupting_an_evaluation_leaks_no_semaphore(tmp_path):
         "from pvr.bc.policy import ActionSpec, Policy\n"
         "from pvr.evaluation.worker import EvalWorker\n"
         "if __name__ == '__main__':\n"
-        "    enc = pvr.encoders.create('random3')\n"
-        "    action = ActionSpec.from_space(gym.spaces.Discrete(7))\n"
+        "    import pvr.envs\n"
         "    env = 'MiniGrid-Empty-5x5-v0'\n"
+        "    enc = pvr.encoders.create('random3').fit_frames(pvr.envs.make(env).observation_space.shape)\n"
+        "    action = ActionSpec.from_space(gym.spaces.Discrete(7))\n"
         "    spec = dict(plugins=[], embedding_name='random3', encoder_kwargs={}, fingerprint=enc.fingerprint,\n"
         "                obs_dim=enc.dim, action=action.to_dict(), policy_kwargs={}, envs=[env],\n"
         "                env_kwargs={env: {}}, device='cpu', episodes=50, num_envs=1, seed=0,\n"

@@ -200,6 +200,8 @@ class EncoderObservation(gym.ObservationWrapper):
                     and space.shape[-1] % 3 == 0):
                 raise PvrError(f"EncoderObservation needs (H, W, 3k) uint8 frames, got {space}")
             self.views = space.shape[-1] // 3
+            if hasattr(encoder, "dim_for"):  # native-size encoders (random<N>): dim follows the frame size
+                dim = int(encoder.dim_for(space.shape))
             dim *= self.views
         self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), np.float32)
         self._info: dict = {}
