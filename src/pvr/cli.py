@@ -96,9 +96,11 @@ def cmd_evaluate(a) -> None:
 def cmd_report(a) -> None:
     from pvr.report import report
 
-    text, png, _ = report(a.run_dirs, a.out)
+    text, png, _ = report(a.run_dirs, a.out, metric=a.metric, manifest=a.manifest, reps=a.reps, seed=a.seed)
     print(text)
-    print(f"\nplot: {png}")
+    out = png.parent
+    print(f"\nreport: {out / 'report.md'}, {out / 'report.html'}")
+    print(f"plot: {png}")
 
 
 def cmd_quickstart(a) -> None:
@@ -113,7 +115,8 @@ def cmd_convert(a) -> None:
 
     print(pvr.data.convert(a.src, a.dst, env=a.env, overwrite=a.overwrite, src_format=a.src_format,
                            dst_format=a.dst_format, obs_key=a.obs_key, state_key=a.state_key,
-                           env_kwargs=_json_dict(a.env_kwargs), check_env=not a.no_env_check, progress=True))
+                           env_kwargs=_json_dict(a.env_kwargs), check_env=not a.no_env_check, progress=True,
+                           embedding_name=a.embedding_name))
 
 
 def cmd_encoders(a) -> None:
@@ -245,9 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the first N episodes per environment as GIFs in <run_dir>/videos/")
     s.set_defaults(fn=cmd_evaluate)
 
-    s = sub.add_parser("report", help="table and plot comparing encoders, from run directories")
-    s.add_argument("run_dirs", nargs="+")
-    s.add_argument("--out", default=None, help="where to write success.png and summary.json (default: first path)")
+    s = sub.add_parser("report", help="tables, intervals and figures comparing encoders, from run directories",
+                       description="Write report.md, a self-contained report.html and their PNGs from the run "
+                                   "directories under the given paths (finished or not; missing runs are marked). "
+                                   "The expected grid and scoring come from DIR/benchmark.json when present: "
+                                   '{"protocol": str, "tasks": [env], "encoders": [name], "seeds": [int], '
+                                   '"metric": "final"|"best", "normaliser": {env or glob: max return}, '
+                                   '"suites": {env or glob: suite}}, every field optional.')
+    s.add_argument("run_dirs", nargs="+", metavar="DIR")
+    s.add_argument("--out", default=None, help="where to write the report and its files (default: the first DIR)")
+    s.add_argument("--metric", choices=["final", "best"], default=None,
+                   help="final: the last evaluation (the original's); best: the highest score over training "
+                        "(CortexBench's). Default: the manifest's, else final")
+    s.add_argument("--manifest", default=None, help="benchmark.json to use (default: DIR/benchmark.json if any)")
+    s.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed (the report is reproducible)")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("quickstart", help="the whole pipeline on a small MiniGrid level, in minutes")
@@ -269,8 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--from", dest="src_format", default=None, choices=["zarr", "pickle", "d4rl", "robomimic", "minari"],
                    help="source format (default: from the file)")
-    s.add_argument("--to", dest="dst_format", default=None, choices=["zarr", "pickle", "d4rl", "robomimic", "minari"],
-                   help="destination format (default: from the name; .hdf5 is D4RL)")
+    s.add_argument("--to", dest="dst_format", default=None,
+                   choices=["zarr", "pickle", "habitat", "d4rl", "robomimic", "minari"],
+                   help="destination format (default: from the name; .hdf5 is D4RL; a .pickle keeps the layout of "
+                        "the pickle the store came from, else the Habitat layout for 2-view stores; habitat forces "
+                        "the original's Habitat layout)")
+    s.add_argument("--embedding_name", default=None,
+                   help="encoder of an embedded pickle's features (<env>_<embedding>.pickle, obs = (n, D) floats); "
+                        "default: from the file name")
     s.add_argument("--obs_key", default=None, help="HDF5 key holding the frames, e.g. agentview_image")
     s.add_argument("--state_key", default=None, help="HDF5 key holding the low-dimensional state, e.g. states")
     s.add_argument("--env_kwargs", default="", help="JSON dict for pvr.envs.make (re-rendering, checks)")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,7 @@ from tqdm.auto import tqdm
 
 import pvr.data
 import pvr.encoders
+from pvr.data.embedded import imported_features
 from pvr.data.store import FrameArray
 from pvr.encoders import Encoder
 from pvr.encoders.base import encode
@@ -81,9 +83,14 @@ def open_dataset(data_path: str | os.PathLike, env: str, mode: str = "r"):
 
 
 def feature_dim(encoder: Encoder, ds) -> int:
-    """Size of one frame's features: ``encoder.dim`` per RGB view (ImageNav frames hold 2 views)."""
+    """Size of one frame's features: ``encoder.dim`` per RGB view (ImageNav frames hold 2 views);
+    in a store of imported features (no frames), the width of those features."""
     if encoder.input_key != "obs":
         return encoder.dim
+    if not getattr(ds, "has_frames", True):
+        arr = find_features(ds, encoder)
+        if arr is not None:
+            return int(arr.shape[1])
     shape = ds.obs_shape or (0, 0, 3)
     return encoder.dim * max(1, int(shape[-1]) // 3)
 
@@ -165,15 +172,36 @@ def _range_lock(path: Path, lo: int, hi: int, *, wait: bool, busy: str) -> Itera
 
 
 # -- the feature arrays ---------------------------------------------------------------
+_WARNED: set[tuple[str, str]] = set()
+
+
 def find_features(ds, encoder: Encoder):
-    """The complete feature array for ``encoder`` over all of ``ds``'s frames, or None."""
+    """The complete feature array for ``encoder`` over all of ``ds``'s frames, or None.
+
+    Features pvr computed with this exact encoder (its fingerprint) come first; else
+    features imported under the same encoder name (``pvr convert`` of an embedded
+    pickle, weights unknown) are used, with a one-line warning per dataset."""
     key = features_key(encoder)
     try:
         arr = ds.group[FEATURES_GROUP][key]
     except (KeyError, FileNotFoundError, AttributeError, TypeError):
+        arr = None
+    if arr is not None and arr.attrs.get("frames_done", 0) >= ds.num_frames and arr.shape[0] >= ds.num_frames:
+        return arr
+    arr = imported_features(ds, encoder.name)
+    if arr is None:
         return None
-    if arr.attrs.get("frames_done", 0) < ds.num_frames or arr.shape[0] < ds.num_frames:
-        return None
+    width = int(arr.shape[1])
+    if encoder.input_key == "obs" and encoder.dim and width % int(encoder.dim):
+        raise PvrError(f"{ds.path}: the imported {encoder.name} features are {width} wide but pvr's {encoder.name} "
+                       f"gives {encoder.dim} per view, so evaluation could not feed the policy; they came from another "
+                       "encoder: convert the embedded pickle again with the right --embedding_name")
+    seen = (str(ds.path), encoder.name)
+    if seen not in _WARNED:
+        _WARNED.add(seen)
+        print(f"WARN: {ds.path}: using {encoder.name} features imported from {arr.attrs.get('source')}, not computed "
+              f"by pvr (their weights are unknown); evaluation embeds live frames with pvr's {encoder.name}",
+              file=sys.stderr, flush=True)
     return arr
 
 
@@ -261,11 +289,12 @@ def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, 
     shard = parse_shard(shard)
     if batch_size < 1:
         raise PvrError(f"batch size must be at least 1, got {batch_size}")
-    if encoder.input_key not in ds:
-        raise PvrError(f"{ds.path} has no {encoder.input_key!r} frames to embed; collect or convert episodes first")
     done = find_features(ds, encoder)
     if done is not None:
         return done
+    if encoder.input_key not in ds:
+        ds[encoder.input_key]  # a store of imported features says why it has no frames
+        raise PvrError(f"{ds.path} has no {encoder.input_key!r} frames to embed; collect or convert episodes first")
     if ds.read_only:
         raise PvrError(f"{ds.path} is open read-only; open it with mode='a' to embed")
     key = features_key(encoder)
@@ -336,7 +365,7 @@ def open_features(ds, encoder: Encoder) -> FrameArray:
     if arr is None:
         raise PvrError(f"{ds.path} has no complete {encoder.name} features (fingerprint {encoder.fingerprint}); "
                        f"run `pvr embed --env {ds.env} --embedding_name {encoder.name} --data_path {Path(ds.path).parent}`")
-    return FrameArray(arr, ds.num_frames, f"features/{features_key(encoder)}")
+    return FrameArray(arr, ds.num_frames, f"features/{Path(str(arr.path)).name}")
 
 
 def load_features(ds, encoder: Encoder) -> np.ndarray:

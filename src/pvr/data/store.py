@@ -182,9 +182,23 @@ class Dataset:
         for i in range(self.num_episodes):
             yield self.episode(i)
 
+    @property
+    def has_frames(self) -> bool:
+        """Whether the dataset holds frames (``obs``); a store of imported features holds none."""
+        return "obs" in self.keys()
+
+    @property
+    def frameless(self) -> bool:
+        """A store made from an embedded pickle: features and actions, never frames."""
+        return bool(self.meta.get("frameless"))
+
     def __getitem__(self, key: str) -> Any:
         if key not in FRAME_KEYS:
             raise PvrError(f"unknown key {key!r}; a dataset has {', '.join(FRAME_KEYS)}")
+        if key == "obs" and self.frameless:
+            raise PvrError(f"{self.path} holds only features imported from {self.meta.get('source', 'an embedded pickle')} "
+                           f"({self.meta.get('imported_embedding')}), no frames; embedding with another encoder or "
+                           f"fine-tuning needs the frames: convert the raw-frame pickle ({self.env}.pickle) instead")
         if key not in self.keys():
             raise PvrError(f"{self.path} has no {key!r} frames yet (it holds {self.num_episodes} episodes); append an episode first")
         return self._frame_array(key)
@@ -283,28 +297,31 @@ class ZarrDataset(Dataset):
                 arr.resize((n,) + tuple(arr.shape[1:]))
 
     def _expected(self) -> dict | None:
-        if not {"obs", "action", "true_state"} <= set(self._arrays):
+        if not {"action", "true_state"} <= set(self._arrays) or ("obs" not in self._arrays and not self.frameless):
             return None
         return {
-            "obs": tuple(self._arrays["obs"].shape[1:]),
+            "obs": tuple(self._arrays["obs"].shape[1:]) if "obs" in self._arrays else None,
             "action": (tuple(self._arrays["action"].shape[1:]),
                        "discrete" if np.dtype(self._arrays["action"].dtype).kind in "iu" else "continuous"),
             "true_state": tuple(self._arrays["true_state"].shape[1:]),
         }
 
-    def append_episode(self, obs: np.ndarray, action: np.ndarray, true_state: np.ndarray,
+    def append_episode(self, obs: np.ndarray | None, action: np.ndarray, true_state: np.ndarray,
                        reward: np.ndarray | None = None, done: np.ndarray | None = None) -> int:
-        """Validate and append one episode; return its index. Commits by extending ``episode_ends`` last."""
+        """Validate and append one episode; return its index. Commits by extending ``episode_ends`` last.
+
+        ``obs`` is None (and must be) only in a store of imported features (meta ``frameless``)."""
         if self.read_only:
             raise PvrError(f"{self.path} is open read-only; reopen it with pvr.data.open(path, mode='a') to append")
         index = self.num_episodes
         ep = validate_episode({"obs": obs, "action": action, "true_state": true_state, "reward": reward, "done": done},
-                              index, expected=self._expected(), views=int(self.meta.get("views") or 1))
+                              index, expected=self._expected(), views=int(self.meta.get("views") or 1),
+                              frames=not self.frameless)
         if not self._arrays:
             self._create_arrays(ep)
         start = self.num_frames
-        stop = start + ep["obs"].shape[0]
-        for key in FRAME_KEYS:
+        stop = start + ep["action"].shape[0]
+        for key in self._arrays:
             arr = self._arrays[key]
             arr.resize((stop,) + tuple(arr.shape[1:]))
             arr[start:stop] = ep[key]
@@ -315,13 +332,13 @@ class ZarrDataset(Dataset):
         return index
 
     def _create_arrays(self, ep: dict) -> None:
-        for key in FRAME_KEYS:
+        for key in (k for k in FRAME_KEYS if k in ep):
             a = ep[key]
             tail = tuple(a.shape[1:])
             rows = OBS_CHUNK if key == "obs" else _row_chunk(tail, a.dtype.itemsize)
             self._arrays[key] = self.group.create_array(
                 key, shape=(0,) + tail, chunks=(rows,) + tail, dtype=a.dtype, fill_value=0)
-        if "obs_shape" not in self.meta:
+        if "obs_shape" not in self.meta and "obs" in ep:
             self.update_meta(obs_shape=list(ep["obs"].shape[1:]))
 
     def update_meta(self, **fields: Any) -> None:
@@ -357,6 +374,9 @@ class PickleDataset(Dataset):
             "source": "legacy-pickle",
             "obs_shape": list(self._data["obs"].shape[1:]),
         }
+        views = int(self._data["obs"].shape[-1]) // 3
+        if views > 1:
+            self.meta["views"] = views
 
     def keys(self) -> list[str]:
         return [k for k in FRAME_KEYS if k in self._data]

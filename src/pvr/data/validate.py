@@ -37,14 +37,14 @@ def _check_finite(index: int, key: str, a: np.ndarray) -> None:
 def expected_from(ep: dict) -> dict:
     """Describe a (validated) episode so later episodes can be checked against it."""
     return {
-        "obs": tuple(ep["obs"].shape[1:]),
+        "obs": tuple(ep["obs"].shape[1:]) if ep.get("obs") is not None else None,
         "action": (tuple(ep["action"].shape[1:]), "discrete" if ep["action"].dtype.kind in "iu" else "continuous"),
         "true_state": tuple(ep["true_state"].shape[1:]),
     }
 
 
 def validate_episode(ep: Any, index: int, *, expected: dict | None = None, require_done: bool = False,
-                     views: int = 1) -> dict:
+                     views: int = 1, frames: bool = True) -> dict:
     """Validate one trajectory and return it normalised to the store's dtypes.
 
     ``ep`` is a dict of numpy arrays: ``obs`` (n,H,W,3) uint8, ``action`` (n,)
@@ -55,11 +55,18 @@ def validate_episode(ep: Any, index: int, *, expected: dict | None = None, requi
     (frame stacks are built after loading). ``expected`` (from :func:`expected_from`
     of an earlier episode) pins obs/action/true_state shapes and the action kind.
     Missing ``done`` becomes [F, ..., F, T]; missing ``reward`` becomes zeros.
+    ``frames=False`` is for a store of imported features (no frames): ``obs`` must
+    be absent and the length comes from ``action``; the result has no ``obs``.
     Raises :class:`PvrError` naming ``index`` and the offending key.
     """
     if not isinstance(ep, dict):
         raise _fail(index, None, f"is a {type(ep).__name__}, not a dict of numpy arrays with keys obs, action, true_state, done")
     required = REQUIRED_KEYS + (("done",) if require_done else ())
+    if not frames:
+        if ep.get("obs") is not None:
+            raise _fail(index, "obs", "is given but the dataset holds imported features and no frames; "
+                        "append frames to a dataset made with frames (convert the raw-frame pickle)")
+        required = tuple(k for k in required if k != "obs")
     for key in required:
         if key not in ep or ep[key] is None:
             raise _fail(index, key, f"is missing; every trajectory needs {', '.join(required)} (done and reward are optional)")
@@ -67,7 +74,21 @@ def validate_episode(ep: Any, index: int, *, expected: dict | None = None, requi
         if key in ep and ep[key] is not None and not isinstance(ep[key], np.ndarray):
             raise _fail(index, key, f"is a {type(ep[key]).__name__}, not a numpy array; convert it with np.asarray before storing")
 
-    obs = ep["obs"]
+    if frames:
+        obs = _check_obs(ep["obs"], index, views)
+        n = obs.shape[0]
+    else:
+        obs = None
+        n = int(ep["action"].shape[0]) if ep["action"].ndim else 0
+        if n < 1:
+            raise _fail(index, "action", "has 0 steps; every trajectory needs at least one step, drop empty ones")
+    out = _check_rest(ep, index, n, obs, expected)
+    if not frames:
+        out.pop("obs")
+    return out
+
+
+def _check_obs(obs: np.ndarray, index: int, views: int) -> np.ndarray:
     views = int(views or 1)
     if views < 1:
         raise _fail(index, None, f"the dataset declares views={views}; views (RGB views per frame) must be >= 1")
@@ -85,10 +106,12 @@ def validate_episode(ep: Any, index: int, *, expected: dict | None = None, requi
     if obs.dtype != np.uint8:
         raise _fail(index, "obs", f"has dtype {obs.dtype} but must be uint8 pixels 0-255; "
                     "convert with (x * 255).round().astype(np.uint8) if it holds floats in [0, 1]")
-    n = obs.shape[0]
-    if n < 1:
+    if obs.shape[0] < 1:
         raise _fail(index, "obs", "has 0 steps; every trajectory needs at least one step, drop empty ones")
+    return obs
 
+
+def _check_rest(ep: dict, index: int, n: int, obs: np.ndarray | None, expected: dict | None) -> dict:
     action = ep["action"]
     if action.ndim == 1 and action.dtype.kind in "iu":
         action = action.astype(np.int64, copy=False)
@@ -130,12 +153,13 @@ def validate_episode(ep: Any, index: int, *, expected: dict | None = None, requi
         _check_finite(index, "reward", reward)
 
     out = {"obs": obs, "action": action, "done": done, "true_state": ts, "reward": reward}
+    ref = "'obs'" if obs is not None else "'action'"
     for key, arr in out.items():
-        if arr.shape[0] != n:
-            raise _fail(index, key, f"has {arr.shape[0]} steps but 'obs' has {n}; all keys of a trajectory need the same length")
+        if arr is not None and arr.shape[0] != n:
+            raise _fail(index, key, f"has {arr.shape[0]} steps but {ref} has {n}; all keys of a trajectory need the same length")
 
     if expected:
-        if "obs" in expected and tuple(obs.shape[1:]) != tuple(expected["obs"]):
+        if obs is not None and expected.get("obs") is not None and tuple(obs.shape[1:]) != tuple(expected["obs"]):
             raise _fail(index, "obs", f"has frames of shape {tuple(obs.shape[1:])} but earlier trajectories have "
                         f"{tuple(expected['obs'])}; resize frames to one size or store them in separate datasets")
         if "action" in expected:
