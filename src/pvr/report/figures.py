@@ -134,6 +134,7 @@ def aggregate(a: Analysis, path: Path) -> tuple[Path, str] | None:
             ax.plot(list(g[f"{key}_ci"]), [i, i], lw=6, alpha=0.6, color=colour[enc], solid_capstyle="butt")
             ax.plot([g[key]], [i], "k|", ms=14)
         ax.set_yticks(range(len(a.encoders)), a.encoders)
+        ax.set_ylim(-0.6, len(a.encoders) - 0.4)
         ax.set_title(f"{title} of normalised score", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     if o["poi"]:
@@ -142,6 +143,7 @@ def aggregate(a: Analysis, path: Path) -> tuple[Path, str] | None:
             ax.plot(list(p["ci"]), [i, i], lw=6, alpha=0.6, color=colour[p["x"]], solid_capstyle="butt")
             ax.plot([p["p"]], [i], "k|", ms=14)
         ax.set_yticks(range(len(o["poi"])), [f"P({p['x']} > {p['y']})" for p in o["poi"]], fontsize=8)
+        ax.set_ylim(-0.6, len(o["poi"]) - 0.4)
         ax.axvline(0.5, color="0.5", ls="--", lw=1)
         ax.set_xlim(-0.03, 1.03)
         ax.set_title("Probability of improvement", fontsize=9)
