@@ -298,18 +298,20 @@ def test_train_embedding_fine_tunes_the_encoder_and_evaluates_it(data_path, tmp_
     import torch
 
     from pvr.bc import trainer
-    from pvr.embed import make_encoder
+    from pvr.embed import make_encoder, open_dataset
     from pvr.evaluation.saved import evaluate_run
 
     cfg = tiny_config(data_path, tmp_path, embedding_name="random2", train_embedding=True, epochs=2,
                       num_input_frames=2, frame_stack_mode="diff", unroll_length=4, batch_size=4)
     run = trainer.train(cfg, progress=False)
     saved = torch.load(run / "policy.pt", weights_only=True)
-    init = make_encoder("random2").state_dict()
+    with open_dataset(data_path, ENV) as ds:  # the run's seed draws the net; its size follows the frames
+        fresh = make_encoder("random2", ds, seed=cfg.seed)
+    init = fresh.state_dict()
     tuned = saved["encoder"]
     assert set(tuned) == set(init)
     assert any(not torch.equal(tuned[k], init[k]) for k in init), "the encoder did not train"
-    assert saved["obs_dim"] == 2 * make_encoder("random2").dim
+    assert saved["obs_dim"] == 2 * fresh.dim
     rows = rows_without_time(run)
     assert rows[-1]["epoch"] == 2 and rows[-1]["training_loss"] > 0
     again = evaluate_run(run, episodes=3, num_envs=3, progress=False)[ENV]

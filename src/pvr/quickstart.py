@@ -54,7 +54,7 @@ def run(q: QuickstartConfig) -> dict:
     print(f"[2/4] embedding every frame with {', '.join(q.encoders)}", flush=True)
     with open_dataset(data_path, q.env, mode="a") as ds:
         for name in q.encoders:
-            embed(ds, make_encoder(name, ds), batch_size=32)
+            embed(ds, make_encoder(name, ds, seed=q.seed), batch_size=32)
 
     runs = []
     for i, name in enumerate(q.encoders):

@@ -43,7 +43,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = 
         raise PvrError(f"{run_dir} is not a run directory (no config.json)")
     cfg = json.loads(cfg_path.read_text())
     policy, meta = load_policy(run_dir)
-    encoder = make_encoder(cfg["embedding_name"], **meta["encoder_kwargs"])
+    encoder = make_encoder(cfg["embedding_name"], seed=cfg.get("seed"), **meta["encoder_kwargs"])
     if "encoder" in meta:  # fine-tuned with the policy
         encoder.load_state_dict(meta["encoder"])
     elif encoder.fingerprint != meta["fingerprint"]:

@@ -47,7 +47,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
         from pvr.embed import make_encoder
         from pvr.evaluation.rollout import evaluate
 
-        encoder = make_encoder(spec["embedding_name"], **spec["encoder_kwargs"])
+        encoder = make_encoder(spec["embedding_name"], seed=spec.get("encoder_seed"), **spec["encoder_kwargs"])
         if encoder.fingerprint != spec["fingerprint"]:
             raise PvrError(f"encoder {spec['embedding_name']} in the evaluation process has fingerprint "
                            f"{encoder.fingerprint}, but training used {spec['fingerprint']}: its weights or "

@@ -55,7 +55,7 @@ def embed_first(cfg: TrainConfig) -> None:
 
     for env in cfg.envs:
         with open_dataset(cfg.data_path, env) as ds:
-            encoder = make_encoder(cfg.embedding_name, ds)
+            encoder = make_encoder(cfg.embedding_name, ds, seed=cfg.seed)
             if find_features(ds, encoder) is not None:
                 continue
         with open_dataset(cfg.data_path, env, mode="a") as wds:
