@@ -96,3 +96,32 @@ def test_embedded_pickle_refuses_frames_and_keeps_features(tmp_path):
         assert np.array_equal(got, np.concatenate(feats))
         with pytest.raises(PvrError):
             ds["obs"]
+
+
+def test_a_policy_trains_and_evaluates_from_an_embedded_pickle(tmp_path):
+    """The original's flow: `<env>_<embedding>.pickle` in, a trained policy evaluated on live frames out."""
+    import json
+
+    from pvr.bc import trainer
+    from pvr.bc.config import TrainConfig
+
+    env = "MiniGrid-DoorKey-5x5-v0"  # 56x56 frames: random (= random5) gives 32 * 2 * 2 = 128 values
+    rng = np.random.default_rng(2)
+    feats = [rng.normal(size=(n, 128)).astype(np.float32) for n in (8, 10, 12)]
+    data = {"obs": feats, "action": [rng.integers(0, 7, len(f)).astype(np.int64) for f in feats],
+            "done": [np.arange(len(f)) == len(f) - 1 for f in feats],
+            "true_state": [rng.normal(size=(len(f), 81)) for f in feats]}
+    src = tmp_path / f"{env}_random.pickle"
+    src.write_bytes(pickle.dumps(data, protocol=4))
+    data_path = tmp_path / "data"
+    pvr.data.convert(src, data_path / f"{env}.zarr", check_env=False)
+    cfg = TrainConfig(env=env, embedding_name="random", data_path=str(data_path), save_path=str(tmp_path / "runs"),
+                      xpid="run", epochs=2, num_episodes_test=2, num_envs_test=2, hidden_size=16, batch_size=2,
+                      unroll_length=8, learning_rate=1e-3, seed=1, disable_tensorboard=True,
+                      env_kwargs='{"max_steps": 16}')
+    run = trainer.train(cfg, progress=False)
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert all(r["training_loss"] > 0 for r in rows[1:])
+    assert env in rows[-1]["test"] and rows[-1]["test"][env]["success"] is not None  # evaluated on live frames
+    assert (run / "done").exists()
