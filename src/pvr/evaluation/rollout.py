@@ -47,18 +47,31 @@ def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
         return encode(encoder, batch.to(module_device(encoder))).cpu().numpy()
 
 
+def make_eval_env(env_name: str, env_kwargs: dict | None = None, frame_skips: int = 1,
+                  frame_skip_mode: str = "last"):
+    """One evaluation environment: the suite's env, wrapped in ``FrameSkip`` when ``frame_skips > 1``.
+
+    As in the original's testing, the policy acts once per ``frame_skips`` simulator
+    steps; frame skipping sits below frame stacking and the encoder."""
+    env = pvr.envs.make(env_name, **(env_kwargs or {}))
+    return pvr.envs.FrameSkip(env, frame_skips, frame_skip_mode) if frame_skips > 1 else env
+
+
 def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, seed: int = 0,
              num_envs: int = 8, env_kwargs: dict | None = None, num_input_frames: int = 1,
              frame_stack_mode: str = "cat", desc: str | None = None, progress: bool = True,
-             envs: list | None = None, videos: int = 0, video_dir: str | Path | None = None) -> dict:
+             envs: list | None = None, videos: int = 0, video_dir: str | Path | None = None,
+             frame_skips: int = 1, frame_skip_mode: str = "last") -> dict:
     """Mean return, success rate and length over ``episodes`` episodes (deterministic actions).
 
-    ``videos=N`` writes the first N episodes as GIFs (what the agent saw) to ``video_dir``."""
+    ``videos=N`` writes the first N episodes as GIFs (what the agent saw) to ``video_dir``.
+    ``frame_skips``/``frame_skip_mode`` apply to the environments built here (not to ``envs``)."""
     if episodes <= 0:
         return {"return": float("nan"), "success": float("nan"), "length": float("nan"), "episodes": 0}
     own = envs is None
     b = min(num_envs, episodes)
-    envs = envs[:b] if envs is not None else [pvr.envs.make(env_name, **(env_kwargs or {})) for _ in range(b)]
+    envs = envs[:b] if envs is not None else [make_eval_env(env_name, env_kwargs, frame_skips, frame_skip_mode)
+                                              for _ in range(b)]
     policy.eval()
     encoder.eval()
     stacker = OnlineStacker(b, num_input_frames, frame_stack_mode)

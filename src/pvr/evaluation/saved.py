@@ -57,5 +57,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = 
         out[name] = evaluate(policy, encoder, name, episodes=episodes, num_envs=num_envs, env_kwargs=kwargs,
                              seed=cfg["seed"] * 1_000_003 if seed is None else seed,
                              num_input_frames=cfg["num_input_frames"], frame_stack_mode=cfg["frame_stack_mode"],
-                             progress=progress, videos=videos, video_dir=run_dir / "videos")
+                             progress=progress, videos=videos, video_dir=run_dir / "videos",
+                             frame_skips=int(cfg.get("frame_skips", 1)),
+                             frame_skip_mode=cfg.get("frame_skip_mode", "last"))
     return out

@@ -45,7 +45,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
 
         pvr.plugins.load(spec.get("plugins", []))
         from pvr.embed import make_encoder
-        from pvr.evaluation.rollout import evaluate
+        from pvr.evaluation.rollout import evaluate, make_eval_env
 
         encoder = make_encoder(spec["embedding_name"], seed=spec.get("encoder_seed"), **spec["encoder_kwargs"])
         if encoder.fingerprint != spec["fingerprint"]:
@@ -55,7 +55,8 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
         device = torch.device(spec.get("device", "cpu"))
         encoder.to(device)
         policy = Policy(spec["obs_dim"], ActionSpec.from_dict(spec["action"]), **spec["policy_kwargs"]).to(device)
-        envs = {name: [pvr.envs.make(name, **spec["env_kwargs"][name])
+        skips, skip_mode = int(spec.get("frame_skips", 1)), spec.get("frame_skip_mode", "last")
+        envs = {name: [make_eval_env(name, spec["env_kwargs"][name], skips, skip_mode)
                        for _ in range(min(spec["num_envs"], max(spec["episodes"], 1)))] for name in spec["envs"]}
         results.put(("ready", None, None))
     except BaseException as e:  # report, then exit
