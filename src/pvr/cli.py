@@ -126,10 +126,15 @@ def cmd_encoders(a) -> None:
     if not names:
         raise PvrError(f"no encoder matches {a.pattern!r}; `pvr encoders` lists them all")
     rows = [E.info(n) for n in names]
-    head = ("name", "family", "dim", "input", "weights", "present")
+    head = ("name", "family", "dim", "input", "weights", "present", "licence")
     cells = [[r["name"], r["family"], str(r["dim"] or "env"), str(r["input_size"]), r["weights"],
-              "yes" if r["present"] else "no"] for r in rows]
+              "yes" if r["present"] else "no", r.get("licence") or ""] for r in rows]
     _print_table(head, cells)
+    published = sorted({(r["name"], r["published"]) for r in rows if r.get("published") and not r["present"]})
+    if published and a.pattern:
+        print("\nWhere the missing weights are published:")
+        for name, url in published:
+            print(f"  {name}: {url}")
     print("\nAlso: random<N> (N stride-2 conv layers). Weights folder: $PVR_MODEL_PATH.")
 
 

@@ -16,16 +16,18 @@ ENCODERS: Registry = Registry("encoder", "pvr encoders")
 
 def register_encoder(name: str, *, family: str, weights: str = "none", dim: int | str | None = None,
                      input_size: int | str | None = None, present: Callable[[], bool] | None = None,
-                     description: str = "", seeded: bool = False, overwrite: bool = False):
+                     description: str = "", seeded: bool = False, overwrite: bool = False,
+                     published: str = "", licence: str = ""):
     """Decorator registering an encoder factory ``fn(**kw) -> Encoder``.
 
     ``seeded=True``: the factory takes ``seed=`` (its weights are drawn at random);
     other factories never see it. ``dim`` may be a formula (a string) when the
-    output size depends on the frame size.
+    output size depends on the frame size. ``published`` is where the weights'
+    authors publish them and ``licence`` their licence, both shown by ``pvr encoders``.
     """
     return ENCODERS.register(name, family=family, weights=weights, dim=dim, input_size=input_size,
                              present=present or (lambda: True), description=description, seeded=seeded,
-                             overwrite=overwrite)
+                             published=published, licence=licence, overwrite=overwrite)
 
 
 def add_encoder_rule(rule: Callable[[str], Entry | None]) -> None:
