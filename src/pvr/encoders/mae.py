@@ -15,6 +15,7 @@ PyTorch's *bicubic* kernel, no antialiasing, clamped and rounded to uint8 (torch
 """
 from __future__ import annotations
 
+from pvr.encoders import tokens as token_opts
 from pvr.encoders import weights
 from pvr.encoders.base import Encoder, Preprocess
 from pvr.encoders.registry import register_encoder
@@ -52,16 +53,28 @@ def load_mae(net, path) -> None:
     weights.load_strict(net, state, source=path, allow_unused=UNUSED)
 
 
-def _make(name: str, train: bool = False, pretrained: bool = True) -> Encoder:
+def _patch_grid(name: str) -> tuple[int, int]:
+    side = 224 // (14 if MODELS[name][0].startswith("vit_huge") else 16)
+    return side, side
+
+
+def _make(name: str, train: bool = False, pretrained: bool = True,
+          tokens: token_opts.TokenSpec | None = None) -> Encoder:
     path = spec(name).require(name) if pretrained else None
     net = vit(name)
+    dim = MODELS[name][2]
+    if tokens is not None:  # ``mae_base:pool=mean`` etc. (pvr.encoders.tokens)
+        tokens.check(name, depth=len(net.blocks), patch_grid=_patch_grid(name))
     source = "random init (pretrained=False)"
     if path is not None:
         load_mae(net, path)
         source = str(path)
+    if tokens is not None:
+        net = token_opts.readout(net, tokens, name=name, depth=len(net.blocks))
+        dim = tokens.dim(MODELS[name][2], _patch_grid(name))
     pre = Preprocess(resize=256, crop=224, interpolation="bicubic", antialias=False, uint8=True)
-    return Encoder(name, net, pre, dim=MODELS[name][2], trainable=train, weights_source=source,
-                   micro_batch=MICRO_BATCH)
+    return Encoder(name, net, pre, dim=dim, trainable=train, weights_source=source,
+                   micro_batch=MICRO_BATCH, extra_identity=token_opts.identity(tokens))
 
 
 for _name, (_arch, _file, _dim) in MODELS.items():
@@ -69,3 +82,4 @@ for _name, (_arch, _file, _dim) in MODELS.items():
                      present=(lambda n=_name: spec(n).present()),
                      description=f"MAE {_arch} encoder, mask ratio 0, CLS token")(
         lambda n=_name, **kw: _make(n, **kw))
+    token_opts.enable(_name, width=_dim, patch_grid=_patch_grid(_name))
