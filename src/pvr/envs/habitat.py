@@ -10,14 +10,19 @@ this module is only the simulator side, written against habitat-sim's API:
   its navmesh is loaded by habitat-sim from beside the mesh;
 - the original's sensor and actions: RGB (and depth) 64×64, HFOV 79°, camera at
   0.88 m, ``move_forward`` 0.25 m, ``turn_left`` / ``turn_right`` 10°;
-- ``pathfinder.get_random_navigable_point`` for starts and goals (on the largest
-  navmesh island where habitat-sim exposes islands; starts must have a path), ``get_sensor_observations`` at a pose for the goal
-  view, its depth for the informative-view test (median depth of the centre),
+- ``pathfinder.get_random_navigable_point`` for starts and goals (any island, as
+  habitat-lab's ``sample_navigable_point``; the task keeps starts with a path on an
+  island of radius >= 1.5 m, ``pathfinder.island_radius``), ``get_sensor_observations``
+  at a pose for the goal view, its depth for the optional informative-view test
+  (median depth of the centre),
   ``ShortestPath`` / ``find_path`` for geodesic distances and paths, and
   ``habitat_sim.nav.GreedyGeodesicFollower`` for the expert
   (:meth:`HabitatBackend.follower_action`).
 
-Ground-plane positions are (x, z); the height y is taken from the navmesh.
+Ground-plane positions are (x, z); the height y is taken from the navmesh (a sampled
+point keeps its own). Headings cross the backend interface in the task's convention
+(MiniWorld's, see :mod:`pvr.envs.navtask`): the simulator's yaw is heading - pi/2,
+and ``true_state`` carries the simulator's own position and (w, x, y, z) rotation.
 """
 from __future__ import annotations
 
@@ -70,6 +75,25 @@ def scene_path(scene: str) -> Path:
                    "Put the Replica dataset there or set PVR_HABITAT_SCENES.")
 
 
+def _key(pos) -> tuple[float, float]:
+    return round(float(pos[0]), 4), round(float(pos[-1]), 4)
+
+
+def rotation_wxyz(rotation) -> np.ndarray:
+    """(w, x, y, z) of an agent rotation: a numpy-quaternion (what ``AgentState.rotation`` holds, and what
+    the original's ``quaternion.as_float_array`` reads) or 4 numbers already in that order."""
+    if all(hasattr(rotation, k) for k in "wxyz"):
+        return np.array([rotation.w, rotation.x, rotation.y, rotation.z], float)
+    return np.asarray(rotation, float).reshape(4)
+
+
+def coeffs_xyzw(heading: float) -> list[float]:
+    """habitat-sim's coefficient order (x, y, z, w) of the rotation for a task heading (the original
+    writes goal and start rotations this way: [0, sin(yaw / 2), 0, cos(yaw / 2)])."""
+    w, x, y, z = navtask.quat_wxyz_from_heading(heading)
+    return [float(x), float(y), float(z), float(w)]
+
+
 class HabitatBackend(navtask.NavBackend):
     """habitat-sim as a :class:`~pvr.envs.navtask.NavBackend`."""
 
@@ -102,52 +126,53 @@ class HabitatBackend(navtask.NavBackend):
         self.sim = habitat_sim.Simulator(habitat_sim.Configuration(sim_cfg, [agent_cfg]))
         self.agent = self.sim.get_agent(0)
         self.goal3 = np.zeros(3)
-        self._y = 0.0
+        self._points: dict[tuple[float, float], np.ndarray] = {}  # this episode's sampled 3-D points
         self._follower = None
 
     # conversions ------------------------------------------------------------------------------
-    def _to3(self, pos: np.ndarray) -> np.ndarray:
-        p = np.array([pos[0], self._y, pos[1]], np.float32)
-        return np.asarray(self.sim.pathfinder.snap_point(p), np.float32)
-
-    def _rotation(self, heading: float):
-        from habitat_sim.utils.common import quat_from_angle_axis
-
-        return quat_from_angle_axis(float(heading), np.array([0.0, 1.0, 0.0]))
+    def point3(self, pos: np.ndarray) -> np.ndarray:
+        """The navmesh point of a ground-plane position: a sampled point's own height (several floors
+        share (x, z)), else the agent's height, snapped to the navmesh."""
+        key = _key(pos)
+        if key in self._points:
+            return self._points[key].copy()
+        state = self.agent.get_state()
+        p = np.array([pos[0], float(np.asarray(state.position)[1]), pos[1]], np.float32)
+        return np.asarray(self.sim.pathfinder.snap_point(p), float)
 
     def _state(self, pos: np.ndarray, heading: float):
+        from habitat_sim.utils.common import quat_from_coeffs
+
         state = self.hs.AgentState()
-        state.position = self._to3(pos)
-        state.rotation = self._rotation(heading)
+        state.position = self.point3(pos).astype(np.float32)
+        state.rotation = quat_from_coeffs(coeffs_xyzw(heading))
         return state
 
     # NavBackend ---------------------------------------------------------------------------------
     def new_episode(self, rng: np.random.Generator) -> None:
         self.sim.pathfinder.seed(int(rng.integers(2**31 - 1)))
-
-    def _largest_island(self) -> int | None:
-        pf = self.sim.pathfinder
-        try:
-            return max(range(pf.num_islands), key=pf.island_area)
-        except (AttributeError, TypeError):  # habitat-sim before islands were exposed
-            return None
+        self._points.clear()
 
     def sample_navigable(self, rng: np.random.Generator) -> np.ndarray:
-        island = self._largest_island()
-        pf = self.sim.pathfinder
-        point = pf.get_random_navigable_point() if island is None else pf.get_random_navigable_point(
-            island_index=island)
-        p = np.asarray(point, float)
-        self._y = float(p[1])
+        """habitat-lab's ``sample_navigable_point`` (any island, as the original; starts on islands under
+        1.5 m are dropped by the task)."""
+        p = np.asarray(self.sim.pathfinder.get_random_navigable_point(), float)
+        self._points[_key(p[[0, 2]])] = p
         return np.array([p[0], p[2]])
 
+    def island_radius(self, pos: np.ndarray) -> float:
+        pf = self.sim.pathfinder
+        if not hasattr(pf, "island_radius"):  # habitat-sim before islands were exposed
+            return math.inf
+        return float(pf.island_radius(self.point3(pos).astype(np.float32)))
+
     def set_goal(self, goal: np.ndarray) -> None:
-        self.goal3 = self._to3(goal)
+        self.goal3 = self.point3(goal).astype(np.float32)
         self._follower = None
 
     def _path(self, pos: np.ndarray):
         path = self.hs.ShortestPath()
-        path.requested_start = self._to3(pos)
+        path.requested_start = self.point3(pos).astype(np.float32)
         path.requested_end = self.goal3
         found = self.sim.pathfinder.find_path(path)
         return found, path
@@ -181,12 +206,13 @@ class HabitatBackend(navtask.NavBackend):
         self.agent.set_state(self._state(pos, heading))
 
     def agent_pose(self) -> tuple[np.ndarray, float]:
-        from habitat_sim.utils.common import quat_rotate_vector
-
         state = self.agent.get_state()
-        fwd = quat_rotate_vector(state.rotation, np.array([0.0, 0.0, -1.0]))
-        heading = math.atan2(-fwd[0], -fwd[2])  # rotation angle about +y of the default -z forward
-        return np.array([state.position[0], state.position[2]], float), heading
+        return np.array([state.position[0], state.position[2]], float), navtask.heading_from_quat_wxyz(
+            rotation_wxyz(state.rotation))
+
+    def agent_pose3(self) -> tuple[np.ndarray, np.ndarray]:
+        state = self.agent.get_state()
+        return np.asarray(state.position, float), rotation_wxyz(state.rotation)
 
     def act(self, action: int) -> None:
         self.sim.step(("move_forward", "turn_left", "turn_right")[action])
@@ -194,7 +220,7 @@ class HabitatBackend(navtask.NavBackend):
     def render(self) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(self.sim.get_sensor_observations()["rgb"])[..., :3], np.uint8)
 
-    def follower_action(self, goal_radius: float = 0.25) -> int | None:
+    def follower_action(self, goal_radius: float = 0.2) -> int | None:
         """The geodesic shortest-path follower's next action (None when it would STOP: at the goal)."""
         if self._follower is None:
             self._follower = self.hs.nav.GreedyGeodesicFollower(

@@ -11,17 +11,23 @@ scene kinds): ``room`` 1×2 rooms, ``apartment`` 2×2, ``frl_apartment`` 2×3, `
 (a random spanning tree of the room grid plus a few extra doors) and furnished
 with 1–2 distinct objects (coloured boxes, balls, barrels, cones, chairs...).
 
-The task (see :mod:`pvr.envs.navtask`): 64×64 views by default (the original's
-Habitat sensor), 79° field of view, forward 0.25 m, turns 10°, 500 steps,
-success within 0.5 m of the goal (MiniWorld's agent is a 0.25 m-radius cylinder here).
+The task (see :mod:`pvr.envs.navtask`, the original's rules): 64×64 views by default
+(the original's Habitat sensor), 79° field of view, forward 0.25 m, turns 10°, 500
+steps, success when the geodesic distance to the goal is under 0.2 m (MiniWorld's
+agent is a 0.25 m-radius cylinder here), Habitat's reward and start rules, and the
+12-value Habitat ``true_state`` with y = 0 and the rotation about +y by Habitat's yaw
+= MiniWorld heading - pi/2.
 
 Geometry for goals and experts: a free-space grid at 0.1 m over the floor plan,
 walls and objects inflated by the agent radius + 0.15 m; the largest connected
 region is the reachable space (starts and goals are sampled only there). A
-Dijkstra distance field (8-connected) from the goal gives geodesic distances and
-shortest paths: ``env.unwrapped.geodesic_distance(pos)``,
-``env.unwrapped.shortest_path(pos)``, and ``env.unwrapped.backend.distance_field``
-with ``backend.grid`` (origin, cell size) for planners.
+Dijkstra distance field from the goal over a graph whose edges are the straight
+moves of up to ``geodesic_reach`` = 5 cells that cross free cells only (an
+8-connected grid would make straight-line geodesics up to 8 % too long, which
+biases Habitat's geodesic / Euclidean start test; ``geodesic_reach=1`` is that
+grid) gives geodesic distances and shortest paths:
+``env.unwrapped.geodesic_distance(pos)``, ``env.unwrapped.shortest_path(pos)``, and
+``env.unwrapped.backend.distance_field`` with ``backend.grid`` (origin, cell size) for planners.
 """
 from __future__ import annotations
 
@@ -47,6 +53,8 @@ CELL = 0.1
 AGENT_RADIUS = 0.25
 INFLATE = AGENT_RADIUS + 0.15
 DOOR_WIDTH = 1.2
+GEODESIC_REACH = 5  # graph moves up to 5 cells: straight-line distances within 0.5 %
+QUERY_WINDOW = 3  # cells around a query point searched for its best cell
 SHAPES = {"room": (1, 2), "apartment": (2, 2), "frl_apartment": (2, 3), "office": (3, 2), "hotel": (1, 4)}
 WALL_TEX = ["brick_wall", "cinder_blocks", "concrete", "drywall", "marble", "stucco", "wood_planks",
             "metal_grill", "airduct_grate", "rock", "wood", "slime"]
@@ -252,12 +260,28 @@ def _seg_distance(points: np.ndarray, segs: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[:, None, :] - closest, axis=-1).min(axis=1)
 
 
+def grid_moves(reach: int) -> list[tuple[int, int]]:
+    """The graph's moves (half of them: each edge is undirected): every cell offset (dx, dz) with
+    max(|dx|, |dz|) <= ``reach`` in lowest terms. ``reach`` 1 is the 8-connected grid (diagonal paths
+    overestimate straight-line distances by up to 8.2 %); 5 leaves at most 0.5 % (the largest angle between
+    neighbouring moves is atan(1/5), and a straight line is at worst 1 / cos(half of it) longer)."""
+    moves = []
+    for dx in range(0, reach + 1):
+        for dz in range(-reach, reach + 1):
+            if (dx, dz) != (0, 0) and math.gcd(dx, abs(dz)) == 1 and (dx > 0 or dz > 0):
+                moves.append((dx, dz))
+    return moves
+
+
 class MiniWorldBackend(navtask.NavBackend):
     """A :class:`Scene` in MiniWorld, with its free-space grid and a Dijkstra field to the goal."""
 
     def __init__(self, scene: Scene, hw: tuple[int, int], *, forward_step: float = 0.25, turn_angle: float = 10.0,
-                 fov: float = 79.0):
+                 fov: float = 79.0, geodesic_reach: int = GEODESIC_REACH):
         self.forward_step, self.turn_angle_deg = forward_step, turn_angle
+        if not 1 <= int(geodesic_reach) <= 8:
+            raise PvrError(f"ImageNav geodesic_reach is 1 (8-connected grid) to 8, got {geodesic_reach}")
+        self.geodesic_reach = int(geodesic_reach)
         global _LIST_OWNER
         import contextlib
         import io
@@ -267,6 +291,8 @@ class MiniWorldBackend(navtask.NavBackend):
         _LIST_OWNER = self.world  # ... and compiles it into display list 1
         self._build_grid()
         self.distance_field = np.full(self.free.shape, np.inf)
+        self._pred = np.full(int(self.free.sum()), -9999)
+        self._goal_cell = (0, 0)
 
     # grid ---------------------------------------------------------------------------------------
     def _build_grid(self) -> None:
@@ -293,15 +319,26 @@ class MiniWorldBackend(navtask.NavBackend):
         clearance = np.where(inside, clearance, -1.0)
         self.clearance = clearance.reshape(nx, nz)  # metres to the nearest wall/object; < 0 outside
         free = self.clearance > INFLATE
-        # 8-connected graph over free cells; the largest component is the reachable space.
+        # Graph over free cells: an edge for each move whose straight segment crosses free cells only
+        # (sampled every quarter cell), weighted by its length. The largest component is the reachable space.
         idx = -np.ones((nx, nz), int)
         idx[free] = np.arange(int(free.sum()))
+        src_i, src_j = np.nonzero(free)
         rows, cols, vals = [], [], []
-        for dx, dz in ((1, 0), (0, 1), (1, 1), (1, -1)):
-            a = idx[max(0, -dx):nx - max(0, dx), max(0, -dz):nz - max(0, dz)]
-            b = idx[max(0, dx):nx - max(0, -dx) or None, max(0, dz):nz - max(0, -dz) or None]
-            ok = (a >= 0) & (b >= 0)
-            rows.append(a[ok]), cols.append(b[ok]), vals.append(np.full(int(ok.sum()), CELL * math.hypot(dx, dz)))
+        for dx, dz in grid_moves(self.geodesic_reach):
+            di, dj = src_i + dx, src_j + dz
+            ok = (di >= 0) & (di < nx) & (dj >= 0) & (dj < nz)
+            ok[ok] &= free[di[ok], dj[ok]]
+            n_samples = 4 * max(abs(dx), abs(dz))
+            for k in range(1, n_samples):
+                t = k / n_samples
+                si = np.floor(src_i + 0.5 + t * dx).astype(int)
+                sj = np.floor(src_j + 0.5 + t * dz).astype(int)
+                inb = (si >= 0) & (si < nx) & (sj >= 0) & (sj < nz)
+                ok &= inb
+                ok[ok] &= free[si[ok], sj[ok]]
+            rows.append(idx[src_i[ok], src_j[ok]]), cols.append(idx[di[ok], dj[ok]])
+            vals.append(np.full(int(ok.sum()), CELL * math.hypot(dx, dz)))
         n = int(free.sum())
         graph = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsr()
         _, labels = connected_components(graph, directed=False)
@@ -309,6 +346,7 @@ class MiniWorldBackend(navtask.NavBackend):
         reach = np.zeros((nx, nz), bool)
         reach[free] = labels == largest
         self._graph, self._idx, self.reachable = graph, idx, reach
+        self._cells = np.argwhere(free)  # graph node -> cell
         self._reach_cells = np.argwhere(reach)
         # For any cell, the nearest reachable cell (agents may stand in the inflation margin).
         _, nearest = ndimage.distance_transform_edt(~reach, return_indices=True)
@@ -333,12 +371,12 @@ class MiniWorldBackend(navtask.NavBackend):
         from scipy.sparse.csgraph import dijkstra
 
         i, j = self.cell_of(goal)
-        gi, gj = self._nearest[0, i, j], self._nearest[1, i, j]
-        dist = dijkstra(self._graph, directed=False, indices=int(self._idx[gi, gj]))
+        gi, gj = int(self._nearest[0, i, j]), int(self._nearest[1, i, j])
+        dist, pred = dijkstra(self._graph, directed=False, indices=int(self._idx[gi, gj]), return_predecessors=True)
         field = np.full(self.free_shape, np.inf)
         field[self._idx >= 0] = dist
         field[~self.reachable] = np.inf
-        self.distance_field = field
+        self.distance_field, self._pred, self._goal_cell = field, pred, (gi, gj)
         self.goal = np.asarray(goal, float)
 
     @property
@@ -349,31 +387,39 @@ class MiniWorldBackend(navtask.NavBackend):
     def free(self) -> np.ndarray:
         return self.clearance > INFLATE
 
-    def _snap(self, pos: np.ndarray) -> tuple[tuple[int, int], float]:
+    def _best_cell(self, pos: np.ndarray) -> tuple[tuple[int, int], float]:
+        """The reachable cell c near ``pos`` (within QUERY_WINDOW cells) minimising field[c] + |pos - c|,
+        and that sum: the geodesic from a point between cell centres (free space this close is convex)."""
         i, j = self.cell_of(pos)
-        cell = (int(self._nearest[0, i, j]), int(self._nearest[1, i, j]))
-        return cell, float(np.linalg.norm(self.cell_centre(cell) - pos))
+        nx, nz = self.free_shape
+        r = QUERY_WINDOW
+        i0, i1, j0, j1 = max(i - r, 0), min(i + r + 1, nx), max(j - r, 0), min(j + r + 1, nz)
+        window = self.distance_field[i0:i1, j0:j1]
+        ci, cj = np.meshgrid(np.arange(i0, i1), np.arange(j0, j1), indexing="ij")
+        (x0, z0) = self.grid["origin"]
+        off = np.hypot(x0 + (ci + 0.5) * CELL - pos[0], z0 + (cj + 0.5) * CELL - pos[1])
+        total = window + off
+        k = int(np.argmin(total))
+        if math.isfinite(float(total.flat[k])):
+            return (int(ci.flat[k]), int(cj.flat[k])), float(total.flat[k])
+        cell = (int(self._nearest[0, i, j]), int(self._nearest[1, i, j]))  # far into the margin: snap
+        return cell, float(self.distance_field[cell]) + float(np.linalg.norm(self.cell_centre(cell) - pos))
 
     def geodesic_distance(self, pos: np.ndarray) -> float:
-        cell, off = self._snap(np.asarray(pos, float))
-        return float(self.distance_field[cell]) + off
+        return self._best_cell(np.asarray(pos, float))[1]
 
     def shortest_path(self, pos: np.ndarray) -> np.ndarray:
-        cell, _ = self._snap(np.asarray(pos, float))
-        field = self.distance_field
-        if not math.isfinite(field[cell]):
+        """Cell centres along the Dijkstra tree from the best cell near ``pos`` to the goal's, then the goal."""
+        cell, d = self._best_cell(np.asarray(pos, float))
+        if not math.isfinite(d):
             raise PvrError("no path: the position is not connected to the goal")
-        nx, nz = field.shape
-        path = [cell]
-        while field[cell] > 1e-9:
-            i, j = cell
-            best = min(((i + di, j + dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)
-                        if (di or dj) and 0 <= i + di < nx and 0 <= j + dj < nz), key=lambda c: field[c])
-            if field[best] >= field[cell]:
-                break
-            cell = best
-            path.append(cell)
-        pts = np.array([self.cell_centre(c) for c in path])
+        node = int(self._idx[cell])
+        goal_node = int(self._idx[self._goal_cell])
+        nodes = [node]
+        while node != goal_node and self._pred[node] >= 0:
+            node = int(self._pred[node])
+            nodes.append(node)
+        pts = (self._cells[nodes] + 0.5) * CELL + np.asarray(self.grid["origin"])
         return np.vstack([pts, self.goal[None]]) if hasattr(self, "goal") else pts
 
     def goal_clearance(self, pos: np.ndarray, heading: float) -> float:
@@ -439,13 +485,15 @@ class MiniWorldBackend(navtask.NavBackend):
 
 
 def make_imagenav(name: str, *, image_size: int | tuple[int, int] = DEFAULT_IMAGE_SIZE, forward_step: float = 0.25,
-                  turn_angle: float = 10.0, fov: float = 79.0, **kwargs: Any) -> gym.Env:
+                  turn_angle: float = 10.0, fov: float = 79.0, geodesic_reach: int = GEODESIC_REACH,
+                  **kwargs: Any) -> gym.Env:
     """Build ``ImageNav-<scene>``; keyword arguments: image_size, forward_step, turn_angle (degrees), fov
-    (degrees), max_steps, success_radius, min_goal_depth, min_start_distance."""
+    (degrees), geodesic_reach (1 = 8-connected grid), and the task's (:class:`pvr.envs.navtask.ImageNavEnv`)."""
     scene = generate_scene(name[len(PREFIX):])
     hw = image_hw(image_size)
     env = navtask.make_task_env(MiniWorldBackend(scene, hw, forward_step=forward_step, turn_angle=turn_angle,
-                                                 fov=fov), hw, scene=scene.name, **kwargs)
+                                                 fov=fov, geodesic_reach=geodesic_reach), hw, scene=scene.name,
+                                **kwargs)
     return InfoWrapper(env, navtask.true_state, navtask.success, suite=SUITE, env_name=name)
 
 

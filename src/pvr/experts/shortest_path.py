@@ -57,10 +57,14 @@ class ShortestPathFollower(Expert):
         self.lookahead = float(lookahead)
         self.gave_up = False
         self._last: tuple[np.ndarray, int] | None = None
+        self._blocked: set[int] = set()
+        self._blocked_at: np.ndarray | None = None
 
     def reset(self, obs: Any, info: dict) -> None:
         self.gave_up = False
         self._last = None
+        self._blocked: set[int] = set()
+        self._blocked_at: np.ndarray | None = None
 
     def act(self, obs: Any, info: dict) -> int:
         from pvr.envs.navtask import FORWARD, LEFT, RIGHT
@@ -76,15 +80,26 @@ class ShortestPathFollower(Expert):
         delta = target - pos
         if float(np.hypot(*delta)) < 1e-6:
             target, delta = path[-1], path[-1] - pos
-        # MiniWorld's heading h faces (cos h, -sin h) in the (x, z) ground plane; "left" increases h.
+        # The task heading h faces (cos h, -sin h) in the (x, z) ground plane; "left" increases h.
         want = math.atan2(-float(delta[1]), float(delta[0]))
-        err = _wrap(want - heading)
-        half_turn = math.radians(u.backend.turn_angle_deg) / 2
-        blocked = self._last is not None and self._last[1] == FORWARD and np.allclose(self._last[0], pos)
-        if abs(err) <= half_turn + 1e-6 and not blocked:
-            action = FORWARD
-        else:
-            action = LEFT if err > 0 else RIGHT
+        turn = math.radians(u.backend.turn_angle_deg)
+        bins = max(1, round(2 * math.pi / turn))
+        if self._blocked_at is None or not np.allclose(self._blocked_at, pos):
+            self._blocked, self._blocked_at = set(), np.array(pos, float)
+        if self._last is not None and self._last[1] == FORWARD and np.allclose(self._last[0], pos):
+            self._blocked.add(round(heading / turn) % bins)  # that heading hits something from here
+        # Among the headings a few turns away, the one nearest the path's direction that has not
+        # been blocked here: walks straight when free, slides round an obstacle it bumped into.
+        best_k, best_cost = 0, math.inf
+        for k in range(-(bins // 2), bins // 2 + 1):
+            if (round(heading / turn) + k) % bins in self._blocked:
+                continue
+            cost = abs(_wrap(heading + k * turn - want)) + 1e-3 * abs(k)
+            if cost < best_cost:
+                best_k, best_cost = k, cost
+        if best_k == 0 and abs(_wrap(heading - want)) > turn / 2 + 1e-6 and not self._blocked:
+            best_k = 1 if _wrap(want - heading) > 0 else -1
+        action = FORWARD if best_k == 0 else (LEFT if best_k > 0 else RIGHT)
         self._last = (pos, action)
         return action
 
