@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install whatever is missing for pvr, quickly when nothing is:
 #   1. Debian packages for headless OpenGL rendering (EGL/Mesa),
-#   2. a virtual env at .venv with the pinned dependencies (requirements.lock).
+#   2. a virtual env at .venv with the pinned dependencies (requirements.lock),
+#   3. packages installed without their own dependency pins (NO_DEPS below).
 # Sourced or run by bin/pvr and bin/test; safe to run again at any time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +25,10 @@ fi
 
 PY="${PVR_PYTHON:-$(command -v python3.11 || command -v python3)}"
 STAMP=".venv/.pvr-installed"
-want="$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)"
+# metaworld 3.1.1 pins mujoco==3.3.0, pvr needs 3.17 (pvr.envs.metaworld patches the one
+# incompatibility); its other dependencies are in requirements.lock already.
+NO_DEPS=(metaworld==3.1.1)
+want="$( (cat pyproject.toml requirements.lock; printf '%s\n' "${NO_DEPS[@]}") | sha256sum | cut -d' ' -f1)"
 if [ -x .venv/bin/python ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
@@ -35,7 +39,8 @@ fi
 log "installing pinned dependencies into .venv (first time: ~2-3 min, ~6 GB)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]' 2>&1 \
   | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import pvr, torch, minigrid, efficientnet_lite_pytorch" \
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "${NO_DEPS[@]}"
+.venv/bin/python -c "import pvr, torch, minigrid, efficientnet_lite_pytorch, metaworld" \
   || { log "install failed: see the pip output above"; exit 1; }
 echo "$want" > "$STAMP"
 log "ready"

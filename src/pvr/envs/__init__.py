@@ -27,7 +27,7 @@ from pvr.envs.registry import (  # noqa: E402
 )
 from pvr.envs.wrappers import EncoderObservation, FrameSkip, FrameStack, InfoWrapper, stack_frames  # noqa: E402
 
-_SUITE_MODULES = ["minigrid", "gymnasium_envs", "atari", "dmc", "hms", "kitchen", "imagenav", "habitat"]
+_SUITE_MODULES = ["minigrid", "gymnasium_envs", "atari", "dmc", "hms", "kitchen", "imagenav", "habitat", "metaworld"]
 for _module in _SUITE_MODULES:
     importlib.import_module(f"pvr.envs.{_module}")
 

@@ -10,7 +10,7 @@ import importlib
 
 from pvr.experts.base import EXPERTS, Expert, available, create, register_expert
 
-_EXPERT_MODULES = ["minigrid_bfs", "shortest_path", "classic", "policy", "mppi", "atari"]
+_EXPERT_MODULES = ["minigrid_bfs", "shortest_path", "classic", "policy", "mppi", "atari", "metaworld"]
 for _module in _EXPERT_MODULES:
     importlib.import_module(f"pvr.experts.{_module}")
 
