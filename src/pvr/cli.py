@@ -110,6 +110,24 @@ def cmd_quickstart(a) -> None:
                          encoders=[e for e in a.encoders.split(",") if e], seed=a.seed))
 
 
+def cmd_benchmark(a) -> None:
+    from pvr import benchmark
+
+    if a.list:
+        _print_table(("protocol", "description"), benchmark.describe_all())
+        print("\nAlso: the path of your own protocol .yaml (schema: pvr.benchmark.protocol).")
+        return
+    if not a.protocol or not a.embedding_name:
+        raise PvrError("give a protocol and --embedding_name, e.g. `pvr benchmark quick --embedding_name "
+                       "random,true_state`; `pvr benchmark --list` shows the protocols")
+    plan = benchmark.plan(benchmark.load(a.protocol), a.embedding_name, seeds=a.seeds, save_path=a.save_path,
+                          data_path=a.data_path)
+    if a.dry_run:
+        benchmark.dry_run(plan)
+    else:
+        benchmark.run(plan, a, cluster=a.cluster, plugins=pvr.plugins.loaded())
+
+
 def cmd_convert(a) -> None:
     import pvr.data
 
@@ -278,6 +296,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoders", default="random,efficientnet_lite0,true_state")
     s.add_argument("--seed", type=int, default=1)
     s.set_defaults(fn=cmd_quickstart)
+
+    s = sub.add_parser("benchmark", conflict_handler="resolve",
+                       help="run a named protocol (tasks x encoders x seeds): collect, embed, train, evaluate",
+                       description="Run every (task, encoder, seed) of a protocol: collect missing demonstrations "
+                                   "with pvr's experts, embed, train and evaluate; finished runs are skipped, "
+                                   "unfinished ones resume. Then `pvr report SAVE_PATH`.")
+    s.add_argument("protocol", nargs="?", help="a shipped protocol (`--list`) or the path of your own .yaml")
+    s.add_argument("--list", action="store_true", help="list the shipped protocols")
+    s.add_argument("--embedding_name", default=None, help="encoders, comma-separated, e.g. random,true_state")
+    s.add_argument("--seeds", default=None, help="seeds, e.g. 1,2 or 1-5 (default: the protocol's)")
+    s.add_argument("--save_path", default=None, help="results, runs and manifest (default: pvr_benchmark/<protocol>)")
+    s.add_argument("--data_path", default=None, help="datasets (default: <save_path>/data)")
+    s.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                   help="print the grid, the datasets it would create and a cost estimate; run nothing")
+    add_executor_arguments(s)
+    s.add_argument("--cluster", choices=("local", "auto", "slurm", "debug"), default="local",
+                   help="local: every run in this process, one after another; slurm: one submitit job array "
+                        "(datasets are collected here first); auto: slurm if sbatch exists, else local; debug: "
+                        "the slurm path with submitit's in-process executor (default: local)")
+    s.set_defaults(fn=cmd_benchmark)
 
     s = sub.add_parser("convert", help="store <-> legacy pickle, D4RL / robomimic HDF5, Minari (by file type)")
     s.add_argument("src", help="a .zarr store, .pickle/.pkl, .hdf5/.h5 (D4RL or robomimic), a Minari dataset "
