@@ -342,3 +342,16 @@ def test_scene_ids_and_bad_options():
         pvr.envs.make("ImageNav-room_0", image_size=16, success_measure="manhattan")
     with pytest.raises(PvrError, match="max_tries"):
         pvr.envs.make("ImageNav-room_0", image_size=16, max_tries=3)
+
+
+def test_every_texture_name_exists():
+    """MiniWorld loads ``<name>_<n>.png``; a name without such files fails every scene that draws it."""
+    import glob
+
+    from miniworld.opengl import get_file_path
+
+    for name in imagenav.WALL_TEX + imagenav.FLOOR_TEX + imagenav.CEIL_TEX:
+        assert glob.glob(get_file_path("textures", f"{name}_*", "png")), name
+    e = pvr.envs.make("ImageNav-frl_apartment_0", image_size=16)  # drew the missing floor_tiles_white
+    e.reset(seed=0)
+    e.close()

@@ -58,7 +58,7 @@ QUERY_WINDOW = 3  # cells around a query point searched for its best cell
 SHAPES = {"room": (1, 2), "apartment": (2, 2), "frl_apartment": (2, 3), "office": (3, 2), "hotel": (1, 4)}
 WALL_TEX = ["brick_wall", "cinder_blocks", "concrete", "drywall", "marble", "stucco", "wood_planks",
             "metal_grill", "airduct_grate", "rock", "wood", "slime"]
-FLOOR_TEX = ["floor_tiles_bw", "floor_tiles_white", "asphalt", "grass", "wood", "wood_planks", "marble",
+FLOOR_TEX = ["floor_tiles_bw", "stucco", "asphalt", "grass", "wood", "wood_planks", "marble",
              "concrete_tiles", "cardboard", "rock", "water", "lava"]
 CEIL_TEX = ["concrete_tiles", "ceiling_tiles", "ceiling_tile_noborder", "white"]
 COLOURS = ["red", "green", "blue", "purple", "yellow", "grey"]
