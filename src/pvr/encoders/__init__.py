@@ -11,6 +11,7 @@ from pvr.encoders.base import Encoder, Preprocess, encode
 from pvr.encoders.registry import ENCODERS, register_encoder
 from pvr.encoders import random_conv, efficientnet, true_state, resnet, moco  # noqa: F401  (registration)
 from pvr.encoders import clip, mae, maskrcnn  # noqa: F401  (registration)
+from pvr.encoders import dinov2  # noqa: F401  (registration: foundation-model ViTs)
 from pvr.encoders.concat import ConcatEncoder, concat  # noqa: E402  (registers the uber models)
 from pvr.encoders import antialias  # noqa: F401,E402  (the antialias:<name> variants)
 from pvr.encoders.custom import register_checkpoint, register_module, register_timm

@@ -246,3 +246,13 @@ def _rule(name: str) -> Entry | None:
 
 
 add_encoder_rule(_rule)
+
+
+def apply(net: nn.Module, spec: TokenSpec | None, *, name: str, native_dim: int, width: int, depth: int,
+          patch_grid: tuple[int, int], tokens_fn: TokensFn = timm_tokens,
+          has_cls: bool = True) -> tuple[nn.Module, int, dict]:
+    """A family's backbone, feature size and identity entries for ``spec`` (``None``: the native output)."""
+    if spec is None:
+        return net, native_dim, {}
+    wrapped = readout(net, spec, name=name, depth=depth, tokens_fn=tokens_fn, has_cls=has_cls, patch_grid=patch_grid)
+    return wrapped, spec.dim(width, patch_grid), identity(spec)
