@@ -273,7 +273,10 @@ def load(name_or_path: str | Path, *, check_envs: bool = True) -> Protocol:
             kws = []
             for env in envs:
                 if check_envs:
-                    _suite_name(env)  # PvrError: unknown env, with the suites and their examples
+                    try:
+                        _suite_name(env)
+                    except PvrError as e:  # unknown env: the registry's message lists suites and examples
+                        raise PvrError(f"{path}: task {env!r} in {where}: {e}") from None
                 kws.append(_env_kwargs(env, s, where, path, check_envs))
             if any(k != kws[0] for k in kws):
                 raise PvrError(f"{path}: the envs of joint task {task!r} need the same env_kwargs")

@@ -1,0 +1,137 @@
+"""`pvr benchmark` end to end on a tiny user protocol: collect, embed, train, evaluate, report, resume."""
+import json
+import textwrap
+import time
+
+import pytest
+
+import pvr.collect
+from pvr import cli
+
+ENV, OTHER = "MiniGrid-Empty-5x5-v0", "MiniGrid-DoorKey-5x5-v0"
+PROTOCOL = f"""
+name: tiny
+description: a tiny MiniGrid check
+seeds: [1, 2]
+metric: final
+demonstrations: 3
+epochs: 2
+eval_every: 1
+eval_episodes: 2
+train: {{hidden_size: 16, batch_size: 2, unroll_length: 8, num_envs_test: 2}}
+suites:
+  grid:
+    tasks: [{ENV}]
+    env_kwargs: {{max_steps: 20}}
+  broken:
+    tasks: [{OTHER}]
+    demonstrations: 2
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    """The protocol file, and a collector that fails on OTHER as a simulator broken on this machine would."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(PROTOCOL))
+    real = pvr.collect.collect
+
+    def collect(env, *a, **kw):
+        if env == OTHER:
+            raise RuntimeError("reset failed (simulated broken simulator)")
+        return real(env, *a, **kw)
+
+    monkeypatch.setattr(pvr.collect, "collect", collect)
+    return path, tmp_path / "bench"
+
+
+def args(path, save, *more):
+    return ["benchmark", str(path), "--embedding_name", "random,true_state", "--save_path", str(save), *more]
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_runs_reports_and_a_rerun_only_skips(setup, capsys):
+    path, save = setup
+    assert cli.main(args(path, save)) == 0
+    out = capsys.readouterr().out
+    assert f"{OTHER}: CANNOT RUN HERE, skipped (collecting failed: RuntimeError: reset failed" in out
+
+    m = json.loads((save / "benchmark.json").read_text())
+    assert {k: m[k] for k in ("protocol", "tasks", "encoders", "seeds", "metric")} == {
+        "protocol": "tiny", "tasks": [ENV, OTHER], "encoders": ["random", "true_state"], "seeds": [1, 2],
+        "metric": "final"}
+    assert m["suites"] == {ENV: "grid", OTHER: "broken"}
+    assert "reset failed" in m["unavailable"][OTHER]
+    runs = {f"{ENV}-{e}-s{s}" for e in ("random", "true_state") for s in (1, 2)}
+    assert {k for k, v in m["runs"].items() if v == "done"} == runs
+    for r in runs:
+        d = save / "runs" / r
+        assert (d / "done").exists()
+        cfg = json.loads((d / "config.json").read_text())
+        assert (cfg["epochs"], cfg["num_episodes_test"], cfg["num_trajectories_train"]) == (2, 2, 3)
+        assert cfg["data_path"] == str(save / "data")
+        rows = [json.loads(x) for x in (d / "stats.jsonl").read_text().splitlines()]
+        assert [row["epoch"] for row in rows if row["test"]] == [0, 1, 2]  # eval_every 1
+    assert pvr.collect.store_path(m["data_path"], ENV).is_dir()  # the dataset is where the manifest says
+
+    # the report reads the manifest: the broken task is listed as missing, the grid task scored
+    assert cli.main(["report", str(save)]) == 0
+    capsys.readouterr()
+    report = json.loads((save / "report.json").read_text())
+    assert report["protocol"] == "tiny"
+    status = {(r["task"], r["encoder"], r["seed"]): r["status"] for r in report["runs"]}
+    assert all(status[(ENV, e, s)] == "done" for e in ("random", "true_state") for s in (1, 2))
+    assert all(status[(OTHER, e, s)].startswith("missing") for e in ("random", "true_state") for s in (1, 2))
+    assert (save / "report.md").read_text().count("tiny") >= 1
+
+    # rerun: nothing is trained again, the stats are untouched
+    before = {r: (save / "runs" / r / "stats.jsonl").stat().st_mtime_ns for r in runs}
+    t0 = time.time()
+    assert cli.main(args(path, save)) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished, skipped") == 4 and "train + evaluate" not in out
+    assert time.time() - t0 < 60
+    assert before == {r: (save / "runs" / r / "stats.jsonl").stat().st_mtime_ns for r in runs}
+
+    # a run lost (killed before its first checkpoint, directory removed): only that one runs again
+    import shutil
+
+    shutil.rmtree(save / "runs" / f"{ENV}-random-s2")
+    assert cli.main(args(path, save)) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished, skipped") == 3 and out.count("train + evaluate") == 1
+    assert (save / "runs" / f"{ENV}-random-s2" / "done").exists()
+
+
+@pytest.mark.slow
+def test_cluster_debug_goes_through_the_submission_machinery(setup, capsys):
+    path, save = setup
+    base = ["benchmark", str(path), "--embedding_name", "true_state", "--seeds", "1", "--save_path", str(save),
+            "--cluster", "debug", "--timeout_min", "5"]
+    assert cli.main(base) == 0
+    out = capsys.readouterr().out
+    assert "submitted job" in out and "1 job(s) submitted to debug" in out
+    run = save / "runs" / f"{ENV}-true_state-s1"
+    assert (run / "done").exists()
+    assert json.loads((save / "runs" / "submitit" / "submitted.json").read_text())[run.name]["cluster"] == "debug"
+    assert json.loads((save / "benchmark.json").read_text())["runs"][run.name] == "done"
+    assert cli.main(base) == 0
+    assert "nothing to submit: 1 run(s) finished" in capsys.readouterr().out
+
+
+def test_a_dataset_collected_with_other_settings_is_refused_and_kept(setup, tmp_path, capsys):
+    path, save = setup
+    data = tmp_path / "data"
+    pvr.collect.collect(ENV, 3, data, env_kwargs={"max_steps": 30}, progress=False)
+    assert cli.main([*args(path, save), "--data_path", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "collected with env_kwargs {'max_steps': 30}" in err and "another --data_path" in err
+    import pvr.data
+
+    with pvr.data.open(data / f"{ENV}.zarr") as ds:
+        assert ds.num_episodes == 3
