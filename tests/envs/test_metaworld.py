@@ -217,3 +217,25 @@ def test_mocap_weld_patch_for_mujoco_317(env, monkeypatch):
     monkeypatch.setattr(SawyerMocapBase, "reset_mocap_welds", mw.ORIGINAL["reset_mocap_welds"])
     assert mw.patch_mocap_welds() is False
     assert SawyerMocapBase.reset_mocap_welds is mw.ORIGINAL["reset_mocap_welds"]
+
+
+def test_bootstrap_installs_the_installed_metaworld_and_its_stamp_covers_it(tmp_path):
+    """scripts/bootstrap.sh pins metaworld (installed --no-deps) and hashes that pin into its stamp,
+    so a venv made before the pin (or with another) reinstalls; this venv has that version."""
+    import hashlib
+    import importlib.metadata
+    import pathlib
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    script = (root / "scripts" / "bootstrap.sh").read_text()
+    (pins,) = re.findall(r"^NO_DEPS=\(([^)]*)\)", script, re.M)
+    assert f"metaworld=={importlib.metadata.version('metaworld')}" in pins.split()
+    assert re.search(r'pip install .*--no-deps "\$\{NO_DEPS\[@\]\}"', script)
+    # The stamp value, computed by the script's own lines, against an independent sha256.
+    lines = [ln for ln in script.splitlines() if ln.startswith(("NO_DEPS=", "want="))]
+    out = subprocess.run(["bash", "-c", "\n".join(lines + ['echo "$want"'])], cwd=root, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    blob = (root / "pyproject.toml").read_bytes() + (root / "requirements.lock").read_bytes()
+    blob += "".join(f"{p}\n" for p in pins.split()).encode()
+    assert out == hashlib.sha256(blob).hexdigest()
