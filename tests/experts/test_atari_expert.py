@@ -8,9 +8,10 @@ import pvr.envs  # noqa: E402
 import pvr.experts  # noqa: E402
 from pvr.collect import collect  # noqa: E402
 from pvr.errors import PvrError  # noqa: E402
-from pvr.experts.atari import PONG_BALL_Y, PONG_PADDLE_Y, Lookahead  # noqa: E402
+from pvr.experts.atari import PONG_BALL_Y, PONG_PADDLE_Y, Candidate, Lookahead  # noqa: E402
 
 PONG = "Atari-PongDeterministic-v4"
+BREAKOUT = "Atari-BreakoutDeterministic-v4"
 
 
 def _twins(name, seed, **kw):
@@ -49,6 +50,59 @@ def test_planning_leaves_the_console_as_found(name, kw):
     finally:
         planned.close()
         twin.close()
+
+
+def _predicted_vs_played(env, expert, actions):
+    """Roll ``actions`` out in the planner's model, then play them in the env.
+
+    Per step: model (RAM, reward, over), played (RAM, reward, over, lives)."""
+    ale = env.unwrapped.ale
+    model, advance = [], expert._advance
+
+    def spy(a, pending):
+        r, over = advance(a, pending)
+        model.append((ale.getRAM().copy(), r, over))
+        return r, over
+
+    expert._advance = spy
+    root = ale.cloneState()
+    expert._rollout(Candidate("fixed", lambda ram, t: int(actions[t])), expert._pending())
+    ale.restoreState(root)
+    expert._advance = advance
+    played = []
+    for a in actions[:len(model)]:
+        _, r, term, trunc, info = env.step(int(a))
+        played.append((ale.getRAM().copy(), r, term or trunc, info["lives"]))
+    return model, played
+
+
+@pytest.mark.parametrize("starts", ["original", "reset"])
+def test_planner_models_the_first_step_and_lost_lives(starts):
+    """The planner's rollout of a fixed action sequence is what the env then does, step for step:
+    at reset (pending FIRE + no-ops with starts="original") and right after a lost life (pending FIRE)."""
+    env = pvr.envs.make(BREAKOUT, image_size=16, starts=starts)
+    try:
+        expert = pvr.experts.create("lookahead", env, game=None, depth=120)
+        assert expert.describe()["starts"] == starts
+        rng = np.random.default_rng(0)
+        for phase in ("reset", "lost life"):
+            obs, info = env.reset(seed=4)
+            expert.reset(obs, info)
+            ale = env.unwrapped.ale
+            if phase == "lost life":  # play until a life is lost: originally a FIRE is then pending
+                lives = ale.lives()
+                while ale.lives() == lives:
+                    env.step(int(rng.choice([0, 2, 3])))
+                assert env.get_wrapper_attr("pending_fire") is (starts == "original")
+            actions = rng.choice([0, 2, 3], size=120)  # no FIRE: only the env's FIRE serves the ball
+            model, played = _predicted_vs_played(env, expert, actions)
+            assert len(model) >= 20
+            for (ram_m, r_m, over_m), (ram_p, r_p, over_p, _) in zip(model, played):
+                np.testing.assert_array_equal(ram_m, ram_p)
+                assert (r_m, over_m) == (r_p, over_p)
+            assert len({lives for *_, lives in played}) > 1  # the rollout crossed a lost life
+    finally:
+        env.close()
 
 
 def test_same_seed_same_actions():

@@ -20,8 +20,15 @@ algorithm: one step of policy improvement over the candidates).
 
 Rollouts step the raw ALE exactly as the env does: ``ale.act(action_set[a])`` once
 per frame, ``frameskip`` frames per agent step (a ``(lo, hi)`` frameskip is sampled
-from the planner's own generator, never the env's), and, like the suite's
-``AtariStarts`` wrapper, one FIRE step right after a lost life when the game has FIRE.
+from the planner's own generator, never the env's), and the suite's ``AtariStarts``
+steps around the agent's. With ``starts="original"`` (the default) a rollout starts
+from what the env's next step will press first: the pending FIRE and no-ops of an
+episode's first step, or the FIRE due after a change of lives (read from the wrapper's
+``pending_fire`` / ``pending_noops`` / ``lives``); their rewards are dropped, as the env
+drops them, and a change of lives inside a rollout puts a FIRE in front of its next
+step. Closed-loop policies read the console before those presses, as ``act`` does.
+With ``starts="reset"`` (pvr's former starts) FIRE follows a lost life in the same
+step, its reward added.
 
 Leaving the console as found: the snapshot is ``cloneState(include_rng=True)``, so
 restoring it also rewinds the ALE generator that draws sticky actions (ale-py 0.12's
@@ -31,8 +38,9 @@ sticky draw of the episode). With ``repeat_action_probability`` > 0 (``ALE/*-v5`
 
 - the *held* action that a sticky frame repeats is not in the saved state;
   ``restoreState`` keeps whatever the last rollout pressed. The planner re-holds the
-  action the env was last given (its own last action, FIRE after reset or a lost life
-  where the game fires) by pressing it for a few frames on the snapshot and restoring
+  action the env was last given (its own last action; NOOP after reset, which ALE's
+  reset leaves held; with ``starts="reset"``, FIRE after reset or a lost life where the
+  game fires) by pressing it for a few frames on the snapshot and restoring
   again (a sticky draw keeps the old action with probability p per frame; the frame
   count makes a miss < 1e-12). It is exact except when the env's own last step
   repeated the older action on all its frames (probability p^frameskip, 0.4% of steps
@@ -127,6 +135,16 @@ GAMES: dict[str, GameHook] = {
 DEFAULTS = {"depth": 30, "rollouts": 4, "discount": 0.99, "hold": 4, "replan_every": 1}
 
 
+@dataclass
+class Pending:
+    """What the env presses around the agent's next action (a copy of ``AtariStarts``' state)."""
+
+    mode: str  # "original", "reset" or "none" (no AtariStarts in the chain)
+    fire: bool = False  # FIRE before the next action (original)
+    noops: int = 0  # NOOPs before the next action (original)
+    lives: int = 0  # the count a change of lives is measured against
+
+
 def _atari_starts(env: gym.Env):
     """The suite's ``AtariStarts`` wrapper in ``env``'s chain, or None (then no FIRE after a lost life)."""
     from pvr.envs.atari import AtariStarts
@@ -169,8 +187,9 @@ class Lookahead(Expert):
         fs = u._frameskip
         self.frameskip: int | tuple[int, int] = (int(fs[0]), int(fs[1])) if isinstance(fs, tuple) else int(fs)
         self.sticky = float(self.ale.getFloat("repeat_action_probability"))
-        starts = _atari_starts(env)
-        self.fire = bool(getattr(starts, "fire", False))
+        self._starts = _atari_starts(env)
+        self.fire = bool(getattr(self._starts, "fire", False))
+        self.starts = str(getattr(self._starts, "starts", "none"))
 
         if game == "auto":
             self.game = self.rom if self.rom in GAMES else None
@@ -212,7 +231,8 @@ class Lookahead(Expert):
         self._current: Candidate | None = None
         self._since = 0
         self._prev_ram: np.ndarray | None = None
-        self._held = 1 if self.fire else 0  # AtariStarts pressed FIRE (or nothing) last
+        # The action the console holds: ALE's reset leaves NOOP; starts="reset" pressed FIRE last.
+        self._held = 1 if (self.fire and self.starts == "reset") else 0
         self._lives = self.ale.lives()
         self.searches = 0
         self.last_scores: dict[str, float] = {}
@@ -220,8 +240,8 @@ class Lookahead(Expert):
     def act(self, obs: Any, info: dict) -> int:
         ale = self.ale
         lives = ale.lives()
-        if self.fire and lives < self._lives:
-            self._held = 1  # AtariStarts pressed FIRE after the lost life
+        if self.fire and self.starts == "reset" and lives < self._lives:
+            self._held = 1  # AtariStarts pressed FIRE after the lost life, in that step
         self._lives = lives
         ram = ale.getRAM().copy()
         wants = self.hook.plan_when(self._prev_ram, ram) if (self.hook and self.hook.plan_when) else True
@@ -240,7 +260,7 @@ class Lookahead(Expert):
                "rollouts": self.rollouts, "discount": self.discount, "hold": self.hold,
                "replan_every": self.replan_every,
                "frameskip": list(self.frameskip) if isinstance(self.frameskip, tuple) else self.frameskip,
-               "repeat_action_probability": self.sticky, "fire_on_life_loss": self.fire}
+               "repeat_action_probability": self.sticky, "fire_on_life_loss": self.fire, "starts": self.starts}
         if self.hook is not None:
             out["stop_on_reward"] = self._stop_on_reward
             if self.game == "pong":
@@ -272,9 +292,18 @@ class Lookahead(Expert):
     def _exact(self, cand: Candidate) -> bool:
         return not cand.stochastic and self.sticky == 0.0 and isinstance(self.frameskip, int)
 
+    def _pending(self) -> Pending:
+        st = self._starts
+        if st is None:
+            return Pending("none", lives=self.ale.lives())
+        if self.starts == "original":
+            return Pending("original", bool(st.pending_fire), int(st.pending_noops), int(st.lives))
+        return Pending(self.starts, lives=self.ale.lives())
+
     def _search(self) -> Candidate:
         ale = self.ale
         self.searches += 1
+        start = self._pending()
         root = ale.cloneState(include_rng=True)
         sampled = ale.cloneState() if self.sticky > 0 else root  # rollouts meet fresh sticky draws
         cands = self._candidates()
@@ -287,7 +316,7 @@ class Lookahead(Expert):
                     if k and cand.stochastic and self.hook is None:  # a fresh random tail per rollout
                         cand = self._resample(cand)
                     ale.restoreState(sampled)
-                    total += self._rollout(cand)
+                    total += self._rollout(cand, Pending(**vars(start)))
                 scores[i] = total / runs
         finally:
             self._restore(root)
@@ -301,11 +330,11 @@ class Lookahead(Expert):
         seq = np.repeat(self._rng.integers(0, n, size=-(-self.depth // self.hold)), self.hold)
         return Candidate(cand.label, lambda ram, t, seq=seq: int(seq[min(t, len(seq) - 1)]), cand.first, True)
 
-    def _rollout(self, cand: Candidate) -> float:
+    def _rollout(self, cand: Candidate, pending: Pending) -> float:
         ale, ret, g = self.ale, 0.0, 1.0
         for t in range(self.depth):
             a = cand.first if (t == 0 and cand.first is not None) else cand.policy(ale.getRAM(), t)
-            r, over = self._advance(a)
+            r, over = self._advance(a, pending)
             ret += g * r
             g *= self.discount
             if over or (self._stop_on_reward and r != 0):
@@ -317,19 +346,35 @@ class Lookahead(Expert):
             return self.frameskip
         return int(self._rng.integers(*self.frameskip))
 
-    def _advance(self, a: int) -> tuple[float, bool]:
-        """One agent step on the raw console, as ``AtariEnv.step`` + ``AtariStarts`` would do it."""
-        ale, code = self.ale, self.actions[a]
-        lives = ale.lives()
-        r = 0.0
+    def _press(self, a: int) -> float:
+        """One env step's worth of frames of action ``a`` on the raw console (``AtariEnv.step``)."""
+        ale, code, r = self.ale, self.actions[a], 0.0
         for _ in range(self._frames()):
             r += ale.act(code)
+        return r
+
+    def _advance(self, a: int, pending: Pending) -> tuple[float, bool]:
+        """One agent step on the raw console, as ``AtariEnv.step`` + ``AtariStarts`` would do it."""
+        ale = self.ale
+        if pending.mode == "original":
+            if pending.fire:  # the env's FIRE / no-ops before the action; rewards and done dropped
+                pending.fire = False
+                self._press(1)
+            while pending.noops > 0:
+                pending.noops -= 1
+                self._press(0)
+            r = self._press(a)
+            lives = ale.lives()
+            if lives != pending.lives:  # the env's next step starts with FIRE
+                pending.lives = lives
+                pending.fire = self.fire
+            return r, ale.game_over()
+        lives = ale.lives()
+        r = self._press(a)
         if ale.game_over():
             return r, True
-        if self.fire and ale.lives() < lives:
-            fire = self.actions[1]
-            for _ in range(self._frames()):
-                r += ale.act(fire)
+        if pending.mode == "reset" and self.fire and ale.lives() < lives:
+            r += self._press(1)
         return r, ale.game_over()
 
     def _frames_to_hold(self) -> int:
