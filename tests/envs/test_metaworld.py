@@ -127,9 +127,14 @@ def test_true_state_is_the_goal_observable_observation_and_proprio_its_first_fou
     np.testing.assert_array_equal(info["proprio"], info["true_state"][:4])
 
 
-def test_check_env_and_a_few_steps(env):
-    roll(env, (SMALL, SMALL, 3), steps=3)
-    checked(env)
+@pytest.mark.parametrize("task", CORTEXBENCH)
+def test_cortexbench_tasks_make_step_and_pass_check_env(task):
+    e = pvr.envs.make(f"MetaWorld-{task}-v3", image_size=16)
+    try:
+        roll(e, (16, 16, 3), steps=3)
+        checked(e)
+    finally:
+        e.close()
 
 
 def test_each_reset_seed_fixes_the_episode_and_seeds_differ():
