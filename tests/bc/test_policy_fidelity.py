@@ -102,7 +102,8 @@ def test_test_time_action_is_the_mean_or_the_argmax():
 # -- defaults (src/arguments.py, submitit_bc.py) ---------------------------------------------------------
 
 def test_defaults_are_the_originals():
-    c = TrainConfig(env="x")
+    # unset flags are filled from --recipe (default: original) when the config is validated
+    c = TrainConfig(env="x").validate()
     assert (c.batch_size, c.unroll_length, c.epochs, c.learning_rate, c.alpha, c.epsilon, c.momentum,
             c.max_grad_norm, c.seed, c.num_episodes_test, c.frame_skips, c.frame_skip_mode) == \
         (16, 100, 100, 1e-4, 0.99, 1e-5, 0.0, 40.0, 1, 50, 1, "last")

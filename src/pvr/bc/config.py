@@ -2,7 +2,11 @@
 
 The ``pvr train`` flags are generated from these fields (same names as the
 original's ``src/arguments.py``), so the CLI, the saved ``config.json`` and the
-Python API never drift apart.
+Python API never drift apart. Fields that a learner recipe sets (batch size,
+learning rate, frame stacking, ...) default to ``None``: :meth:`TrainConfig.validate`
+fills each one the user left unset from the chosen ``--recipe`` (the original's
+values for ``--recipe original``), and the resolved values are what ``config.json``
+records.
 """
 from __future__ import annotations
 
@@ -25,10 +29,12 @@ class TrainConfig:
     save_path: str = _f("pvr_runs", "runs are written to <save_path>/<xpid>/")
     xpid: str | None = _f(None, "experiment id (default: <env>-<embedding_name>-s<seed>)")
     seed: int = _f(1, "random seed")
-    epochs: int = _f(100, "passes over the demonstrations")
+    epochs: int | None = _f(None, "passes over the demonstrations", recipe=True)
     num_episodes_test: int = _f(50, "evaluation episodes per environment at each evaluation point")
     eval_every: int | None = _f(None, "evaluate every this many epochs (and after the last); default: the "
-                                      "original's points, epoch 0 and 1-5, 10-60 (by tens), 80 and 100 percent of --epochs")
+                                      "recipe's: original: its points, epoch 0 and 1-5, 10-60 (by tens), 80 and "
+                                      "100 percent of --epochs; cortexbench: 5 (after epochs 6, 11, ..., as "
+                                      "CortexBench counts)", recipe=True)
     num_envs_test: int = _f(8, "environments stepped together (one batched encoder + policy) during evaluation")
     env_kwargs: str = _f("", "JSON dict of keyword arguments for pvr.envs.make at evaluation "
                               "(default: those recorded in the dataset)")
@@ -40,28 +46,38 @@ class TrainConfig:
     train_embedding: bool = _f(False, "fine-tune the encoder on raw frames with the policy (slow on a CPU)")
     disable_pretrained_embedding: bool = _f(False, "with --train_embedding: start the encoder from random "
                                                    "weights (seeded by --seed) instead of its pretrained ones")
-    batch_norm: bool | None = _f(None, "BatchNorm1d over the embedding at the input of the policy (default: on "
-                                       "for every encoder except true_state, as in the original's sweep; "
-                                       "--no_batch_norm turns it off)")
+    batch_norm: bool | None = _f(None, "BatchNorm1d over the embedding at the input of the policy (default: the "
+                                       "recipe's: original: on for every encoder except true_state, as in the "
+                                       "original's sweep; cortexbench: on; --no_batch_norm turns it off)")
     disable_lstm: bool = _f(False, "MLP policy without the 2-layer LSTM")
     hidden_size: int | None = _f(None, "width of the MLP layers and the LSTM (default: 1024 for discrete "
                                        "actions, 256 for continuous ones)")
-    num_input_frames: int = _f(1, "frames per observation: the last K embeddings are stacked")
-    frame_stack_mode: str = _f("cat", "how K frames are combined: cat, or diff (consecutive differences + last)",
-                               choices=("cat", "diff"))
-    recipe: str = _f("original", "learner recipe: network, loss, optimiser and schedule (see pvr.bc.recipes)")
-    action_squash: str = _f("symmetric", "continuous mean: symmetric = tanh x bound when the bounds are "
+    num_input_frames: int | None = _f(None, "frames per observation: the last K embeddings are stacked",
+                                      recipe=True)
+    frame_stack_mode: str | None = _f(None, "how K frames are combined: cat, or diff (consecutive differences "
+                                            "+ last, CortexBench's FLARE fusion)", choices=("cat", "diff"),
+                                      recipe=True)
+    proprio: bool | None = _f(None, "append the robot's proprioception (a prefix of true_state: Adroit pen 24, "
+                                    "relocate 30, MetaWorld 4 values, as CortexBench; other envs have none) to "
+                                    "each observation (default: the recipe's: original off, cortexbench on "
+                                    "for vision encoders; --no_proprio turns it off)")
+    recipe: str = _f("original", "learner recipe: network, loss, optimiser, schedule and the defaults of the "
+                                 "flags marked 'recipe' (original: the PVR paper's; cortexbench: CortexBench's "
+                                 "MuJoCo learner; see pvr.bc.recipes)")
+    action_squash: str | None = _f(None, "continuous mean: symmetric = tanh x bound when the bounds are "
                                          "(-a, a), linear otherwise (the original); bounds = tanh mapped into "
-                                         "any [low, high]", choices=("symmetric", "bounds"))
-    batch_size: int = _f(16, "sequences per gradient step")
-    unroll_length: int = _f(100, "length of each training sequence (time steps)")
-    learning_rate: float = _f(1e-4, "RMSprop learning rate, decayed linearly to 0")
+                                         "any [low, high]; linear = never squashed (CortexBench)",
+                                   choices=("symmetric", "bounds", "linear"), recipe=True)
+    batch_size: int | None = _f(None, "sequences per gradient step", recipe=True)
+    unroll_length: int | None = _f(None, "length of each training sequence (time steps)", recipe=True)
+    learning_rate: float | None = _f(None, "learning rate (original: RMSprop's, decayed linearly to 0; "
+                                           "cortexbench: Adam's, constant)", recipe=True)
     lr_schedule: str = _f("epoch", "when the learning rate decays: once per epoch (the original) or per update",
                           choices=("epoch", "update"))
     alpha: float = _f(0.99, "RMSprop smoothing constant")
     momentum: float = _f(0.0, "RMSprop momentum")
     epsilon: float = _f(1e-5, "RMSprop epsilon")
-    max_grad_norm: float = _f(40.0, "gradient-norm clipping")
+    max_grad_norm: float | None = _f(None, "gradient-norm clipping; 0 turns it off", recipe=True)
     skip_eval_if_behind: bool = _f(False, "when an evaluation is still running at the next evaluation point, "
                                           "skip that point instead of waiting for it (the last epoch is always "
                                           "evaluated)")
@@ -99,18 +115,26 @@ class TrainConfig:
 
         if not self.envs:
             raise PvrError("--env is required: one or more environment names, comma-separated")
+        from pvr.bc import recipes
+
+        recipe = recipes.get(self.recipe)
+        for name, value in recipe.fixed.items():
+            setattr(self, name, value)
+        for f in dataclasses.fields(self):  # the flags the user left unset: the recipe's values
+            if getattr(self, f.name) is None and f.name in recipe.defaults:
+                setattr(self, f.name, recipe.default(f.name, self))
         for name in ("epochs", "num_episodes_test", "batch_size", "unroll_length", "num_input_frames",
                      "hidden_size", "eval_every", "num_envs_test", "frame_skips"):
             value = getattr(self, name)
             if value is not None and value < (0 if name in ("epochs", "num_episodes_test") else 1):
                 raise PvrError(f"--{name} must be positive (got {value})")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise PvrError(f"--max_grad_norm must be positive, or 0 for no clipping (got {self.max_grad_norm})")
         for name, allowed in (("frame_stack_mode", ("cat", "diff")), ("frame_skip_mode", ("last", "avg", "max")),
-                              ("lr_schedule", ("epoch", "update")), ("action_squash", ("symmetric", "bounds"))):
+                              ("lr_schedule", ("epoch", "update")),
+                              ("action_squash", ("symmetric", "bounds", "linear"))):
             if getattr(self, name) not in allowed:
                 raise PvrError(f"--{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
-        from pvr.bc import recipes
-
-        recipes.get(self.recipe)
         if self.disable_pretrained_embedding and not self.train_embedding:
             raise PvrError("--disable_pretrained_embedding applies only with --train_embedding (frozen features "
                            "always use the pretrained weights, as in the original); add --train_embedding, or "
@@ -118,8 +142,6 @@ class TrainConfig:
         if self.train_embedding and self.embedding_name == "true_state":
             raise PvrError("--train_embedding needs a vision encoder: true_state has no weights to train")
         self.env_kwargs_dict()
-        if self.batch_norm is None:  # the original's sweep: on for every encoder but the simulator's state
-            self.batch_norm = self.embedding_name != "true_state"
         if self.debug:  # the original's debug mode: 20 trajectories per environment, 2 test episodes
             self.num_trajectories_train, self.num_episodes_test = 20, 2
         return self
@@ -150,7 +172,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
             parser.add_argument(f"--no_{f.name}", action="store_const", const=False, dest=f.name,
                                 help=f"turn --{f.name} off")
             continue
-        typ = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}.get(str(f.type), str)
+        typ = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str,
+               "float | None": float}.get(str(f.type), str)
+        if f.metadata.get("recipe") and f.name != "eval_every":
+            kw["help"] += f" (default: {_recipe_defaults(f.name)})"
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if f.metadata.get("required"):
@@ -160,6 +185,13 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
             if f.default is not None:
                 kw["help"] += f" (default: {f.default})"
         parser.add_argument(flag, type=typ, **kw)
+
+
+def _recipe_defaults(name: str) -> str:
+    """'original 16, cortexbench 256': what each registered recipe puts in a flag left unset."""
+    from pvr.bc import recipes
+
+    return ", ".join(f"{r.name} {r.defaults.get(name)}" for r in recipes.RECIPES.values())
 
 
 def from_namespace(ns: argparse.Namespace, cls=TrainConfig) -> TrainConfig:

@@ -8,8 +8,12 @@ state-independent log-std (initialised at 0, clamped from below at -3); trained 
 negative log-likelihood, the mean is the test-time action. The mean goes through
 tanh and is scaled by the bound only when the bounds are symmetric (``squash=
 "symmetric"``, the original's rule; otherwise it is left linear); ``squash="bounds"``
-maps it into any [low, high]. The LSTM state is reset wherever ``first`` marks an
-episode start.
+maps it into any [low, high]; ``squash="linear"`` leaves it linear for every box. The
+LSTM state is reset wherever ``first`` marks an episode start.
+
+Other learners reuse this class through their keyword arguments (``layers``,
+``init``; see :mod:`pvr.bc.recipes`), so a saved run always rebuilds from
+``Policy(obs_dim, action, **policy_kwargs)`` whatever recipe trained it.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from torch import nn
 LOG_STD_MIN = -3.0  # the original's floor; it sets no ceiling
 HIDDEN = {True: 1024, False: 256}           # width by ``ActionSpec.discrete``
 ACTIVATION = {True: "relu", False: "tanh"}  # hidden activation by ``ActionSpec.discrete``
-SQUASH_MODES = ("symmetric", "bounds")
+SQUASH_MODES = ("symmetric", "bounds", "linear")
+INIT_MODES = ("orthogonal", "mjrl")
 _ACT = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
@@ -65,7 +70,8 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
 class Policy(nn.Module):
     def __init__(self, obs_dim: int, action: ActionSpec, *, hidden_size: int | None = None, batch_norm: bool = False,
                  lstm: bool = True, activation: str | None = None, squash: str = "symmetric",
-                 log_std_min: float | None = LOG_STD_MIN, log_std_max: float | None = None):
+                 log_std_min: float | None = LOG_STD_MIN, log_std_max: float | None = None,
+                 layers: int = 2, init: str = "orthogonal"):
         super().__init__()
         self.action = action
         hidden_size = hidden_size or HIDDEN[action.discrete]
@@ -74,13 +80,25 @@ class Policy(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; use one of {sorted(_ACT)}")
         if squash not in SQUASH_MODES:
             raise ValueError(f"unknown squash {squash!r}; use one of {SQUASH_MODES}")
+        if init not in INIT_MODES:
+            raise ValueError(f"unknown init {init!r}; use one of {INIT_MODES}")
         gain = nn.init.calculate_gain(activation)
-        layers: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
-        layers += [_orthogonal(nn.Linear(obs_dim, hidden_size), gain), _ACT[activation](),
-                   _orthogonal(nn.Linear(hidden_size, hidden_size), gain), _ACT[activation]()]
-        self.fc = nn.Sequential(*layers)
+        # "orthogonal": the original's init; "mjrl": PyTorch's default Linear init (CortexBench's mjrl MLP)
+        linear = (lambda i, o, g: _orthogonal(nn.Linear(i, o), g)) if init == "orthogonal" else \
+            (lambda i, o, g: nn.Linear(i, o))
+        modules: list[nn.Module] = [nn.BatchNorm1d(obs_dim)] if batch_norm else []
+        for i in range(layers):
+            modules += [linear(obs_dim if i == 0 else hidden_size, hidden_size, gain), _ACT[activation]()]
+        self.fc = nn.Sequential(*modules)
         self.core = nn.LSTM(hidden_size, hidden_size, num_layers=2) if lstm else None
-        self.head = _orthogonal(nn.Linear(hidden_size, action.n), 1.0)
+        self.head = linear(hidden_size, action.n, 1.0)
+        if init == "mjrl" and batch_norm:
+            # mjrl's BatchNormMLP scales "the last layer" by 1e-2 as list(model.parameters())[-2:], but its
+            # network registers the input BatchNorm after the Linear layers, so those two parameters are
+            # the BatchNorm's affine weight and bias: γ starts at 0.01, β at 0; the head keeps its init
+            with torch.no_grad():
+                self.fc[0].weight.mul_(1e-2)
+                self.fc[0].bias.mul_(1e-2)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         if not action.discrete:
             self.log_std = nn.Parameter(torch.zeros(action.n))
@@ -88,7 +106,7 @@ class Policy(nn.Module):
             self.register_buffer("high", torch.tensor(action.high, dtype=torch.float32))
             symmetric = bool(np.all(np.asarray(action.high) == -np.asarray(action.low)))
             # "symmetric" (the original): tanh × bound for (-a, a) boxes, a linear mean otherwise
-            self.squash = "bounds" if squash == "bounds" else ("tanh" if symmetric else "none")
+            self.squash = {"bounds": "bounds", "linear": "none"}.get(squash, "tanh" if symmetric else "none")
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor] | tuple:
         if self.core is None:

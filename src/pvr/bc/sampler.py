@@ -25,7 +25,8 @@ class Demonstrations:
     (frames or states) when the encoder is fine-tuned (``raw``). ``stack_index``
     (N, K) says which of them make up each step's observation; frozen features are
     stacked per batch (``stack_mode``), so memory holds each embedding once, not K
-    times.
+    times. ``proprio`` (N, P), when the learner uses it, is appended to every
+    observation (:func:`pvr.bc.stacking.fuse`).
     """
 
     obs: np.ndarray      # (N, D) float32, or raw inputs when fine-tuning
@@ -34,23 +35,29 @@ class Demonstrations:
     stack_index: np.ndarray | None = None  # (N, K) int64; None: K = 1 (frozen features only)
     raw: bool = False    # obs are encoder inputs (fine-tuning): batches carry indices, not obs
     stack_mode: str = "cat"
+    proprio: np.ndarray | None = None  # (N, P) float32: appended to each observation
 
     @classmethod
     def concat(cls, parts: list["Demonstrations"]) -> "Demonstrations":
-        stack = None
+        stack = proprio = None
         if parts[0].stack_index is not None:
             offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
             stack = np.concatenate([p.stack_index + o for p, o in zip(parts, offsets)])
+        if parts[0].proprio is not None:
+            proprio = np.concatenate([p.proprio for p in parts])
         return cls(np.concatenate([p.obs for p in parts]), np.concatenate([p.actions for p in parts]),
-                   np.concatenate([p.first for p in parts]), stack, parts[0].raw, parts[0].stack_mode)
+                   np.concatenate([p.first for p in parts]), stack, parts[0].raw, parts[0].stack_mode, proprio)
 
     def observations(self, index: np.ndarray) -> np.ndarray:
-        """Stacked frozen features at stream positions ``index`` (any shape) → (*index.shape, K*D)."""
-        if self.stack_index is None:
+        """Stacked frozen features (+ proprioception) at stream positions ``index`` (any shape)
+        → (*index.shape, K*D [+ P])."""
+        proprio = None if self.proprio is None else self.proprio[index]
+        if self.stack_index is None and proprio is None:
             return self.obs[index]
-        from pvr.bc.stacking import combine
+        from pvr.bc.stacking import fuse
 
-        return combine(self.obs[self.stack_index[index]], self.stack_mode)
+        window = self.obs[index][..., None, :] if self.stack_index is None else self.obs[self.stack_index[index]]
+        return fuse(window, self.stack_mode, proprio)
 
     def __len__(self) -> int:
         return len(self.obs)

@@ -36,7 +36,7 @@ from pvr.bc.policy import ActionSpec, Policy
 from pvr.bc.precheck import check_datasets
 from pvr.bc.stats import StatsLog
 from pvr.bc.sampler import Demonstrations, batches, episode_starts
-from pvr.bc.stacking import combine, stack_indices
+from pvr.bc.stacking import fuse, proprio_dims, stack_indices
 from pvr.embed import embed, feature_dim, find_features, load_features, make_encoder, open_dataset
 from pvr.encoders import ENCODERS
 from pvr.encoders.base import encode
@@ -49,18 +49,8 @@ FINAL_POLICY = "policy.pt"
 DONE_MARKER = "done"
 # settings that may differ when a run is resumed: they change how, not what, it computes
 OPERATIONAL = {"disable_cuda", "disable_tensorboard", "wandb", "skip_eval_if_behind", "num_envs_test"}
-# the original's evaluation points, as fractions of --epochs (main_bc.py is_essential_save): no 70% or 90%
-ESSENTIAL_PROGRESS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
-
-
-def eval_epochs(epochs: int, every: int | None = None) -> list[int]:
-    """Epochs at which the policy is evaluated: 0, then the original's points (both the floor and the
-    ceiling of each fraction of ``epochs``), or every ``every`` epochs; the last epoch always."""
-    if every:
-        points = {e for e in range(epochs + 1) if e % every == 0}
-    else:
-        points = {0} | {int(f(p * epochs)) for p in ESSENTIAL_PROGRESS for f in (np.floor, np.ceil)}
-    return sorted(e for e in points | {epochs} if 0 <= e <= epochs)
+ESSENTIAL_PROGRESS = recipes.ESSENTIAL_PROGRESS
+eval_epochs = recipes.original_eval_epochs  # the original recipe's points; each recipe has its own
 
 
 def _make_encoder(cfg: TrainConfig, ds=None, **kw):
@@ -101,9 +91,10 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
     With a frozen encoder the inputs are its cached features, stacked; with
     ``--train_embedding`` they are the raw frames (or states) with stacking indices.
     """
-    parts, facts = [], {"envs": {}}
+    parts, facts = [], {"envs": {}, "proprio_dims": {}}
     fingerprint = None
     k = cfg.num_input_frames
+    obs_dims = {}
     for env in cfg.envs:
         with open_dataset(cfg.data_path, env) as ds:
             encoder = _make_encoder(cfg, ds)
@@ -114,14 +105,16 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
             if n == 0:
                 raise PvrError(f"dataset {ds.path} has no episodes; collect some with `pvr collect`")
             actions = np.asarray(ds["action"][:n])
+            proprio = _proprio(cfg, env, ds, n)
             if cfg.train_embedding:
                 raw = np.asarray(ds[encoder.input_key][:n])
-                parts.append(Demonstrations(raw, actions, episode_starts(ends, n), stack_indices(ends, k), raw=True))
+                parts.append(Demonstrations(raw, actions, episode_starts(ends, n), stack_indices(ends, k), raw=True,
+                                            stack_mode=cfg.frame_stack_mode, proprio=proprio))
             else:  # stacked per batch (Demonstrations.observations): each embedding is held once
                 feats = load_features(ds, encoder)[:n].astype(np.float32)
                 parts.append(Demonstrations(feats, actions, episode_starts(ends, n),
                                             stack_indices(ends, k) if k > 1 else None,
-                                            stack_mode=cfg.frame_stack_mode))
+                                            stack_mode=cfg.frame_stack_mode, proprio=proprio))
             facts["envs"][env] = {"episodes": len(ends), "frames": n, "dataset": str(ds.path),
                                   "env_kwargs": ds.meta.get("env_kwargs") or {}}
             if fingerprint not in (None, encoder.fingerprint):
@@ -130,13 +123,34 @@ def load_demonstrations(cfg: TrainConfig) -> tuple[Demonstrations, dict]:
             facts["encoder_kwargs"] = {"dim": encoder.dim} if encoder.input_key == "true_state" else {}
             if cfg.train_embedding and cfg.disable_pretrained_embedding:
                 facts["encoder_kwargs"]["pretrained"] = False
-            facts["obs_dim"] = feature_dim(encoder, ds) * k
+            facts["proprio_dims"][env] = 0 if proprio is None else proprio.shape[1]
+            obs_dims[env] = facts["obs_dim"] = feature_dim(encoder, ds) * k + facts["proprio_dims"][env]
     shapes = {p.obs.shape[1:] for p in parts}
+    if len(set(obs_dims.values())) > 1 or len({p.proprio is None for p in parts}) > 1:
+        raise PvrError(f"the environments' observations differ in size with their proprioception "
+                       f"({', '.join(f'{e}: {d}' for e, d in obs_dims.items())}): train them separately, "
+                       "or pass --no_proprio")
     if len(shapes) != 1:
         raise PvrError(f"the environments' {'inputs' if cfg.train_embedding else 'features'} have different "
                        f"shapes {sorted(shapes)}: train them separately")
     facts["fingerprint"] = fingerprint
     return Demonstrations.concat(parts), facts
+
+
+def _proprio(cfg: TrainConfig, env: str, ds, n: int) -> np.ndarray | None:
+    """The first n steps' proprioception of ``env`` (a prefix of the recorded true_state), when the run
+    uses it and the env has one."""
+    dims = proprio_dims(env) if cfg.proprio else 0
+    if not dims:
+        return None
+    if "true_state" not in ds:
+        raise PvrError(f"dataset {ds.path} has no true_state to take {env}'s proprioception from; "
+                       "pass --no_proprio, or collect the data with `pvr collect`")
+    state = np.asarray(ds["true_state"][:n], dtype=np.float32)
+    if state.ndim != 2 or state.shape[1] < dims:
+        raise PvrError(f"dataset {ds.path}: true_state of shape {state.shape[1:]} is too short for {env}'s "
+                       f"{dims} proprioception values; pass --no_proprio")
+    return state[:, :dims].copy()
 
 
 def precheck(cfg: TrainConfig) -> tuple[ActionSpec, dict[str, dict]]:
@@ -158,7 +172,9 @@ def check_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
         return run_dir, False
     old = json.loads(cfg_path.read_text())
     mine = cfg.to_dict()
-    diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k) and k not in OPERATIONAL)
+    # a setting added to pvr after that run was made matches when it is off (it did not exist then)
+    diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k) and k not in OPERATIONAL
+                  and not (k not in old and mine.get(k) in (None, False)))
     if diff:
         raise PvrError(f"{run_dir} already holds a run with different settings ({', '.join(diff)}); "
                        "pick another --xpid or --save_path, or delete that directory")
@@ -247,7 +263,8 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
             enc_model = DDP(encoder, device_ids=ids)
 
     def run_epoch(epoch: int) -> dict:
-        return train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world, per_update)
+        return train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world, per_update,
+                           recipe.loss)
 
     if not world.is_main:  # ranks > 0: train in step with rank 0, nothing else
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -262,7 +279,7 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
         write_json(run_dir / "run.json", {"facts": facts, "action": action.to_dict(), "policy_kwargs": policy_kwargs,
                                           "env_kwargs": env_kwargs, "pvr_version": pvr.__version__,
                                           "world_size": world.size, "command": " ".join(sys.argv)})
-    points = set(eval_epochs(cfg.epochs, cfg.eval_every))
+    points = set(recipe.eval_epochs(cfg.epochs, cfg.eval_every))
     # the worker imports what registered this encoder (a --plugin, or the user's own module)
     plugins = pvr.plugins.loaded() + [ENCODERS.get(cfg.embedding_name).factory.__module__]
     spec = dict(plugins=plugins, embedding_name=cfg.embedding_name, encoder_kwargs=facts["encoder_kwargs"],
@@ -270,7 +287,7 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
                 action=action.to_dict(), policy_kwargs=policy_kwargs, envs=cfg.envs, env_kwargs=env_kwargs,
                 device=str(device), episodes=cfg.num_episodes_test, num_envs=cfg.num_envs_test,
                 seed=cfg.seed * 1_000_003, num_input_frames=cfg.num_input_frames,
-                frame_stack_mode=cfg.frame_stack_mode, frame_skips=cfg.frame_skips,
+                frame_stack_mode=cfg.frame_stack_mode, proprio=bool(cfg.proprio), frame_skips=cfg.frame_skips,
                 frame_skip_mode=cfg.frame_skip_mode, progress=progress)
     started = time.time()
     pending_train: dict[int, dict | None] = {}
@@ -351,9 +368,12 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
 
 def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainConfig, epoch: int,
                 device: torch.device, encoder=None, world: distributed.World = distributed.World(),
-                per_update: bool = False) -> dict:
+                per_update: bool = False, loss_fn=None) -> dict:
     """One pass over the demonstrations; ``policy``/``encoder`` may be DDP-wrapped. The scheduler steps
-    after every update (``per_update``) or once at the end of the epoch (the original)."""
+    after every update (``per_update``) or once at the end of the epoch (the original). ``loss_fn`` is
+    the recipe's (default: the policy's own NLL, the original's)."""
+    loss_fn = loss_fn or recipes.get(cfg.recipe).loss
+    max_norm = cfg.max_grad_norm if cfg.max_grad_norm else float("inf")  # 0: no clipping, norm still logged
     core = getattr(policy, "module", policy)
     policy.train()
     if encoder is not None:
@@ -366,7 +386,7 @@ def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainCo
         obs = batch["obs"].to(device) if "obs" in batch else _encode_window(encoder, data, batch["index"], cfg, device)
         batch = {k: v.to(device) for k, v in batch.items() if k != "obs"}
         out, _ = policy(obs, batch["first"], core.initial_state(obs.shape[1]))
-        loss = core.loss(out, batch["actions"], batch["mask"])
+        loss = loss_fn(core, out, batch["actions"], batch["mask"])
         optimizer.zero_grad(set_to_none=True)
         if world.distributed:
             # weight each rank's mean by its share of the global batch's steps, so the
@@ -378,7 +398,7 @@ def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainCo
             loss = totals[1] / totals[0].clamp(min=1)
         else:
             loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         optimizer.step()
         if per_update:
             scheduler.step()
@@ -392,12 +412,13 @@ def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainCo
 
 def _encode_window(encoder, data: Demonstrations, index: torch.Tensor, cfg: TrainConfig,
                    device: torch.device) -> torch.Tensor:
-    """Fine-tuning: encode the K stacked raw inputs of every (t, b) with gradients → (T, B, K*D)."""
+    """Fine-tuning: encode the K stacked raw inputs of every (t, b) with gradients → (T, B, K*D [+ P])."""
     T, B = index.shape
     idx = data.stack_index[index.numpy()]  # (T, B, K)
     raw = torch.from_numpy(data.obs[idx.reshape(-1)]).to(device)
     feats = encode(encoder, raw).view(T, B, idx.shape[-1], -1)
-    return combine(feats, cfg.frame_stack_mode)
+    proprio = None if data.proprio is None else torch.from_numpy(data.proprio[index.numpy()]).to(device)
+    return fuse(feats, cfg.frame_stack_mode, proprio)
 
 
 def _save_final(run_dir: Path, policy: Policy, cfg: TrainConfig, facts: dict, action: ActionSpec,

@@ -61,11 +61,12 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
              num_envs: int = 8, env_kwargs: dict | None = None, num_input_frames: int = 1,
              frame_stack_mode: str = "cat", desc: str | None = None, progress: bool = True,
              envs: list | None = None, videos: int = 0, video_dir: str | Path | None = None,
-             frame_skips: int = 1, frame_skip_mode: str = "last") -> dict:
+             frame_skips: int = 1, frame_skip_mode: str = "last", proprio_dims: int = 0) -> dict:
     """Mean return, success rate and length over ``episodes`` episodes (deterministic actions).
 
     ``videos=N`` writes the first N episodes as GIFs (what the agent saw) to ``video_dir``.
-    ``frame_skips``/``frame_skip_mode`` apply to the environments built here (not to ``envs``)."""
+    ``frame_skips``/``frame_skip_mode`` apply to the environments built here (not to ``envs``).
+    ``proprio_dims`` > 0 appends that prefix of ``info["true_state"]`` to each observation, as in training."""
     if episodes <= 0:
         return {"return": float("nan"), "success": float("nan"), "length": float("nan"), "episodes": 0}
     own = envs is None
@@ -105,7 +106,9 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
         while active.any():
             feats = _encode(encoder, obs, infos)  # inactive slots carry their last frame; results ignored
             dev = module_device(policy)
-            x = torch.from_numpy(stacker(feats, first.copy()).astype(np.float32)).to(dev)
+            proprio = np.stack([np.asarray(i["true_state"], np.float32)[:proprio_dims] for i in infos]) \
+                if proprio_dims else None
+            x = torch.from_numpy(stacker(feats, first.copy(), proprio).astype(np.float32)).to(dev)
             actions, state = policy.act(x, torch.from_numpy(first.copy()).to(dev), state)
             actions = actions.cpu().numpy()
             first[:] = False

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from pvr.bc.policy import ActionSpec, Policy
+from pvr.bc.stacking import proprio_dims
 from pvr.embed import make_encoder
 from pvr.errors import PvrError
 from pvr.evaluation.rollout import evaluate
@@ -59,5 +60,6 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = 
                              num_input_frames=cfg["num_input_frames"], frame_stack_mode=cfg["frame_stack_mode"],
                              progress=progress, videos=videos, video_dir=run_dir / "videos",
                              frame_skips=int(cfg.get("frame_skips", 1)),
-                             frame_skip_mode=cfg.get("frame_skip_mode", "last"))
+                             frame_skip_mode=cfg.get("frame_skip_mode", "last"),
+                             proprio_dims=proprio_dims(name) if cfg.get("proprio") else 0)
     return out

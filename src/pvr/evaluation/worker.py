@@ -42,6 +42,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
         import pvr.envs
         import pvr.plugins
         from pvr.bc.policy import ActionSpec, Policy
+        from pvr.bc.stacking import proprio_dims
 
         pvr.plugins.load(spec.get("plugins", []))
         from pvr.embed import make_encoder
@@ -78,6 +79,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
                     out[name] = evaluate(policy, encoder, name, episodes=spec["episodes"], seed=spec["seed"],
                                          num_envs=spec["num_envs"], num_input_frames=spec["num_input_frames"],
                                          frame_stack_mode=spec["frame_stack_mode"], envs=env_list,
+                                         proprio_dims=proprio_dims(name) if spec.get("proprio") else 0,
                                          desc=f"{name} @ {epoch}", progress=spec.get("progress", True))
                 results.put(("result", epoch, out))
             except BaseException as e:
