@@ -431,3 +431,34 @@ def test_pvr_encoders_lists_files_sources_and_licences():
     assert "r3m_50/model.pt" in E.info("r3m_resnet50")["weights"]
     assert "~/.vip/resnet50/model.pt" in E.info("vip_resnet50")["weights"]
     assert E.info("mvp_vitl")["input_size"] == 256
+
+
+def normed_tokens(net, x, blocks):
+    """The token sequence after the first ``blocks`` blocks, through the final LayerNorm (MVP's/VC-1's embedding)."""
+    with torch.no_grad():
+        t = torch.cat([net.cls_token.expand(x.shape[0], -1, -1), net.patch_embed(x)], dim=1) + net.pos_embed
+        for blk in net.blocks[:blocks]:
+            t = blk(t)
+        return net.norm(t)
+
+
+@pytest.mark.parametrize("name,option", [("mvp_vits", "pool=mean"), ("vc1_vitb", "pool=mean"),
+                                         ("vc1_vitb", "block=1"), ("mvp_vits", "block=1:pool=max")])
+def test_token_options_read_the_patch_tokens(name, option, monkeypatch, tmp_path):
+    isolate(monkeypatch, tmp_path)
+    if name.startswith("mvp"):
+        monkeypatch.setitem(mvp.MODELS, name, ("vits-mae-hoi", 384, SHALLOW, 12, 224, "u"))
+        net, file = timm_vit(384, SHALLOW, 12, 224), "vits-mae-hoi.pth"
+        pre = lambda x: float_resize(x, 224, 224, IMAGENET)  # noqa: E731
+    else:
+        monkeypatch.setitem(vc1.MODELS, name, (768, SHALLOW, 12))
+        net, file = timm_vit(768, SHALLOW, 12, 224), "vc1_vitb.pth"
+        pre = lambda x: pil_like(x, 256, 224, InterpolationMode.BICUBIC, IMAGENET)  # noqa: E731
+    torch.save(mae_file(net), tmp_path / file)
+    enc = E.create(f"{name}:{option}")
+    assert_frozen(enc)
+    x = frames()
+    t = normed_tokens(net, pre(x), 1 if "block=1" in option else SHALLOW)
+    ref = {"pool=mean": t[:, 1:].mean(1), "block=1": t[:, 0], "block=1:pool=max": t[:, 1:].amax(1)}[option]
+    close(enc(x), ref)
+    assert enc.fingerprint != E.create(name).fingerprint

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pvr.encoders import tokens as token_opts
 from pvr.encoders.base import Encoder, Preprocess
 from pvr.encoders.registry import register_encoder
 from pvr.encoders.upstream import UpstreamSpec, load_mae_vit, mae_vit
@@ -60,15 +61,20 @@ def preprocess(name: str) -> Preprocess:
     return Preprocess(resize=size, crop=size, interpolation="bilinear", antialias=False, uint8=False)
 
 
-def _make(name: str, train: bool = False, pretrained: bool = True) -> Encoder:
+def _make(name: str, train: bool = False, pretrained: bool = True,
+          tokens: token_opts.TokenSpec | None = None) -> Encoder:
     path = spec(name).require(name) if pretrained else None
     net = vit(name)
+    # ``<name>:pool=mean``, ``:block=K`` ... (pvr.encoders.tokens); checked before any weights are read
+    width, depth = net.embed_dim, len(net.blocks)
+    backbone, dim, ident = token_opts.apply(net, tokens, name=name, native_dim=width, width=width, depth=depth,
+                                            patch_grid=tuple(net.patch_embed.grid_size))
     source = "random init (pretrained=False)"
     if path is not None:
         load_mae_vit(net, path, resize_pos_embed=False)
         source = str(path)
-    return Encoder(name, net, preprocess(name), dim=MODELS[name][1], trainable=train, weights_source=source,
-                   micro_batch=MICRO_BATCH)
+    return Encoder(name, backbone, preprocess(name), dim=dim, trainable=train, weights_source=source,
+                   extra_identity=ident, micro_batch=MICRO_BATCH)
 
 
 for _name, (_model, _dim, _depth, _heads, _size, _url) in MODELS.items():
@@ -76,3 +82,4 @@ for _name, (_model, _dim, _depth, _heads, _size, _url) in MODELS.items():
                      present=(lambda n=_name: spec(n).present()), published=spec(_name).published, licence=LICENCE,
                      description=f"MVP {_model}: MAE ViT ({_heads} heads, {_size} px), CLS after the final norm")(
         lambda n=_name, **kw: _make(n, **kw))
+    token_opts.enable(_name, width=_dim, patch_grid=(_size // 16, _size // 16))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pvr.encoders import tokens as token_opts
 from pvr.encoders.base import Encoder, Preprocess
 from pvr.encoders.registry import register_encoder
 from pvr.encoders.upstream import UpstreamSpec, licence_notice, load_mae_vit, mae_vit
@@ -50,16 +51,21 @@ def preprocess() -> Preprocess:
     return Preprocess(resize=256, crop=224, interpolation="bicubic", antialias=True, uint8=True)
 
 
-def _make(name: str, train: bool = False, pretrained: bool = True) -> Encoder:
+def _make(name: str, train: bool = False, pretrained: bool = True,
+          tokens: token_opts.TokenSpec | None = None) -> Encoder:
     path = spec(name).require(name) if pretrained else None
     net = vit(name)
+    # ``<name>:pool=mean``, ``:block=K`` ... (pvr.encoders.tokens); checked before any weights are read
+    width, depth = net.embed_dim, len(net.blocks)
+    backbone, dim, ident = token_opts.apply(net, tokens, name=name, native_dim=width, width=width, depth=depth,
+                                            patch_grid=tuple(net.patch_embed.grid_size))
     source = "random init (pretrained=False)"
     if path is not None:
         load_mae_vit(net, path, resize_pos_embed=True)
         source = str(path)
         licence_notice(name, LICENCE)
-    return Encoder(name, net, preprocess(), dim=MODELS[name][0], trainable=train, weights_source=source,
-                   micro_batch=MICRO_BATCH)
+    return Encoder(name, backbone, preprocess(), dim=dim, trainable=train, weights_source=source,
+                   extra_identity=ident, micro_batch=MICRO_BATCH)
 
 
 for _name, (_dim, _depth, _heads) in MODELS.items():
@@ -67,3 +73,4 @@ for _name, (_dim, _depth, _heads) in MODELS.items():
                      present=(lambda n=_name: spec(n).present()), published=spec(_name).published, licence=LICENCE,
                      description=f"VC-1 MAE ViT-{'B' if _dim == 768 else 'L'}/16, CLS after the final norm")(
         lambda n=_name, **kw: _make(n, **kw))
+    token_opts.enable(_name, width=_dim, patch_grid=(224 // 16, 224 // 16))
