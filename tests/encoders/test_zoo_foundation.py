@@ -215,3 +215,159 @@ def test_dinov2_train_flag_leaves_it_trainable(model_dir, tiny_dinov2):
     enc = E.create("dinov2_vits14", train=True)
     enc.train()
     assert enc.backbone.training and all(p.requires_grad for p in enc.backbone.parameters())
+
+
+# -- CLIP ViT-B/16, ViT-L/14 (OpenAI TorchScript archives) ------------------------------------------
+OPENAI_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+OPENAI_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+
+
+class OpenAIStyle(torch.nn.Module):
+    """The attribute layout of OpenAI's traced CLIP: ``visual.*`` plus the text side's scalars."""
+
+    def __init__(self, visual, embed_dim):
+        super().__init__()
+        self.visual = visual
+        self.logit_scale = torch.nn.Parameter(torch.tensor(4.6))
+        self.text_projection = torch.nn.Parameter(torch.randn(8, embed_dim))
+        self.register_buffer("input_resolution", torch.tensor(224))
+
+    def forward(self, x):
+        return self.visual(x)
+
+
+@pytest.fixture
+def tiny_clip(monkeypatch):
+    """clip_vitb16 / clip_vitl14 with a 2-layer, 64-wide tower of the same open_clip layout (QuickGELU)."""
+    import open_clip.factory as F_
+    from pvr.encoders import clip
+
+    for name, patch in (("clip_vitb16", 16), ("clip_vitl14", 14)):
+        cfg_name = f"tiny-{name}-quickgelu"
+        monkeypatch.setitem(F_._MODEL_CONFIGS, cfg_name, {
+            "embed_dim": 16, "quick_gelu": True,
+            "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": patch, "head_width": 32},
+            "text_cfg": {"context_length": 77, "vocab_size": 100, "width": 32, "heads": 2, "layers": 1}})
+        _, file, repo, _ = clip.MODELS[name]
+        monkeypatch.setitem(clip.MODELS, name, (cfg_name, file, repo, 16))
+    return clip
+
+
+def clip_tokens(visual, x):
+    """open_clip VisionTransformer's tokens after ln_post, re-stated from its parts."""
+    t = visual.conv1(x).flatten(2).transpose(1, 2)
+    t = torch.cat([visual.class_embedding.expand(t.shape[0], 1, -1), t], 1) + visual.positional_embedding
+    t = visual.transformer(visual.ln_pre(t))
+    return visual.ln_post(t)
+
+
+@pytest.mark.parametrize("name,file,side", [("clip_vitb16", "ViT-B-16.pt", 14), ("clip_vitl14", "ViT-L-14.pt", 16)])
+def test_clip_vits_load_openai_archives(model_dir, tiny_clip, name, file, side):
+    from open_clip.model import _build_vision_tower
+
+    torch.manual_seed(0)
+    import open_clip
+
+    cfg = open_clip.get_model_config(tiny_clip.MODELS[name][0])
+    visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=True).eval()
+    with torch.no_grad():  # open_clip zero-inits nothing that matters here, but make every tensor non-trivial
+        for p in visual.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    traced = torch.jit.trace(OpenAIStyle(visual, 16).eval(), torch.zeros(1, 3, 224, 224), check_trace=False)
+    traced.save(str(model_dir / file))
+    enc = E.create(name)
+    check_frozen(enc)
+    assert enc.dim == 16
+    fr = frames()
+    x = (resize_crop(fr, 224, 224) / 255 - OPENAI_MEAN) / OPENAI_STD
+    with torch.no_grad():
+        torch.testing.assert_close(enc(fr), visual(x), rtol=1e-4, atol=1e-4)  # encode_image, unnormalised
+        tok = clip_tokens(visual, x)
+        mean = E.create(name + ":pool=mean")
+        torch.testing.assert_close(mean(fr), tok[:, 1:].mean(1), rtol=1e-4, atol=1e-4)
+        cls = E.create(name + ":pool=cls")  # the CLS token before the projection
+        torch.testing.assert_close(cls(fr), tok[:, 0], rtol=1e-4, atol=1e-4)
+        assert mean.dim == cls.dim == 64 and E.create(name + ":pool=grid").dim == side * side * 64
+    check_no_range_guess(enc, fr)
+
+
+def test_clip_vit_missing_file(model_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(PvrError, match=r"'ViT-L-14\.pt'.*not found in .*openaipublic.*ViT-L-14\.pt"):
+        E.create("clip_vitl14")
+
+
+# -- SigLIP / SigLIP 2 (open_clip's Hugging Face release) ------------------------------------------
+TINY_SIGLIP = dict(embed_dim=32, depth=2, num_heads=2)
+
+
+@pytest.fixture
+def tiny_siglip(monkeypatch):
+    from pvr.encoders import siglip
+
+    for name in ("siglip2_base", "siglip_base"):
+        monkeypatch.setitem(siglip.MODELS, name, dataclasses.replace(siglip.MODELS[name], overrides=TINY_SIGLIP))
+    return siglip
+
+
+def hf_snapshot(tmp_path, repo: str, files: dict) -> None:
+    """A Hugging Face cache entry as huggingface_hub lays it out: blobs, snapshots/<rev>/, refs/main."""
+    from safetensors.torch import save_file
+
+    root = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
+    snap = root / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text("0123abcd")
+    for name, state in files.items():
+        save_file({k: v.contiguous() for k, v in state.items()}, str(snap / name))
+
+
+def siglip_trunk(seed=0):
+    torch.manual_seed(seed)
+    trunk = timm.create_model("vit_base_patch16_siglip_224", pretrained=False, num_classes=0, global_pool="map",
+                              **TINY_SIGLIP).eval()
+    with torch.no_grad():
+        for p in trunk.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return trunk
+
+
+@pytest.mark.parametrize("name,repo", [("siglip2_base", "timm/ViT-B-16-SigLIP2"), ("siglip_base", "timm/ViT-B-16-SigLIP")])
+def test_siglip_map_head_from_hf_snapshot(model_dir, tmp_path, tiny_siglip, name, repo):
+    trunk = siglip_trunk()
+    state = {f"visual.trunk.{k}": v for k, v in trunk.state_dict().items()}
+    state.update({"text.token_embedding.weight": torch.randn(10, 32), "logit_scale": torch.tensor(2.3),
+                  "logit_bias": torch.tensor(-10.0)})  # open_clip's file holds the text tower too
+    hf_snapshot(tmp_path, repo, {"open_clip_model.safetensors": state})
+    assert E.info(name)["present"]
+    enc = E.create(name)
+    check_frozen(enc)
+    assert enc.dim == 32
+    fr = frames(h=90, w=160)  # not square: squashed to 224x224, not cropped
+    x = fr.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(224, 224), mode="bicubic", antialias=True, align_corners=False).clamp(0, 255).round()
+    x = (x / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(enc(fr), trunk(x), rtol=1e-4, atol=1e-4)  # the MAP head's pooled output
+        tok = trunk.norm(trunk.blocks(trunk.patch_embed(x) + trunk.pos_embed))  # no CLS: positions on patches
+        mean = E.create(name + ":pool=mean")
+        torch.testing.assert_close(mean(fr), tok.mean(1), rtol=1e-4, atol=1e-4)
+        assert E.create(name + ":grid=7").dim == 49 * 32
+    with pytest.raises(PvrError, match="pool=cls"):
+        E.create(name + ":pool=cls")
+    check_no_range_guess(enc, fr)
+
+
+def test_siglip_missing_and_wrong_keys(model_dir, tmp_path, tiny_siglip):
+    with pytest.raises(PvrError, match=r"ViT-B-16-SigLIP2/open_clip_model\.safetensors.*not found.*"
+                                       r"timm/ViT-B-16-SigLIP2.*huggingface\.co/timm/ViT-B-16-SigLIP2"):
+        E.create("siglip2_base")
+    state = {f"visual.trunk.{k}": v for k, v in siglip_trunk().state_dict().items()}
+    state["visual.trunk.attn_pool.qq.weight"] = state.pop("visual.trunk.attn_pool.q.weight")
+    (model_dir / "ViT-B-16-SigLIP2").mkdir()
+    from safetensors.torch import save_file
+    save_file(state, str(model_dir / "ViT-B-16-SigLIP2" / "open_clip_model.safetensors"))
+    with pytest.raises(PvrError, match=r"missing keys \['trunk\.attn_pool\.q\.weight'\].*"
+                                       r"unexpected keys \['trunk\.attn_pool\.qq\.weight'\]"):
+        E.create("siglip2_base")
