@@ -229,7 +229,8 @@ def test_heading_conversions_round_trip():
 
 
 def _open_pairs(b, rng, n=300, min_len=1.0):
-    """Random pairs of reachable cells joined by a straight line over free cells only."""
+    """Random pairs of reachable cells joined by a straight line through open floor (0.3 m clear of the
+    free-space boundary all along, so no gap the grid could miss)."""
     cells = np.argwhere(b.reachable)
     pairs = []
     while len(pairs) < n:
@@ -237,7 +238,7 @@ def _open_pairs(b, rng, n=300, min_len=1.0):
         pa, pc = b.cell_centre(a), b.cell_centre(c)
         if np.linalg.norm(pa - pc) < min_len:
             continue
-        if all(b.free[b.cell_of(pa + t * (pc - pa))] for t in np.linspace(0, 1, 60)):
+        if all(b.clearance[b.cell_of(pa + t * (pc - pa))] > imagenav.INFLATE + 0.3 for t in np.linspace(0, 1, 60)):
             pairs.append((pa, pc))
     return pairs
 
@@ -257,6 +258,19 @@ def test_geodesic_is_straight_line_distance_in_open_space():
             worst = max(worst, b.geodesic_distance(pos) / np.linalg.norm(pos - goal) - 1)
             assert b.geodesic_distance(pos) >= np.linalg.norm(pos - goal) - 1e-9
         errors[reach] = worst
+        if reach == 1:  # exactly the plain 8-connected grid over free cells
+            free = b.free
+            nx, nz = free.shape
+            want = set()
+            for i, j in np.argwhere(free):
+                for di in (-1, 0, 1):
+                    for dj in (-1, 0, 1):
+                        if (di or dj) and 0 <= i + di < nx and 0 <= j + dj < nz and free[i + di, j + dj]:
+                            want.add((b._idx[i, j], b._idx[i + di, j + dj], round(0.1 * math.hypot(di, dj), 9)))
+            g = b._graph.tocoo()
+            have = {(r, c, round(v, 9)) for r, c, v in zip(g.row, g.col, g.data)}
+            have |= {(c, r, v) for r, c, v in have}
+            assert have == want
         e.close()
     assert errors[5] < 0.006
     assert errors[1] > 0.05

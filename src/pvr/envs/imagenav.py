@@ -320,7 +320,7 @@ class MiniWorldBackend(navtask.NavBackend):
         self.clearance = clearance.reshape(nx, nz)  # metres to the nearest wall/object; < 0 outside
         free = self.clearance > INFLATE
         # Graph over free cells: an edge for each move whose straight segment crosses free cells only
-        # (sampled every quarter cell), weighted by its length. The largest component is the reachable space.
+        # (sampled about every quarter cell), weighted by its length. The largest component is the reachable space.
         idx = -np.ones((nx, nz), int)
         idx[free] = np.arange(int(free.sum()))
         src_i, src_j = np.nonzero(free)
@@ -329,7 +329,9 @@ class MiniWorldBackend(navtask.NavBackend):
             di, dj = src_i + dx, src_j + dz
             ok = (di >= 0) & (di < nx) & (dj >= 0) & (dj < nz)
             ok[ok] &= free[di[ok], dj[ok]]
-            n_samples = 4 * max(abs(dx), abs(dz))
+            # 4 samples a cell, never on a cell corner: a diagonal (1, 1) move checks its end cells only,
+            # so geodesic_reach=1 is exactly the plain 8-connected grid.
+            n_samples = 4 * max(abs(dx), abs(dz)) + 1
             for k in range(1, n_samples):
                 t = k / n_samples
                 si = np.floor(src_i + 0.5 + t * dx).astype(int)
