@@ -6,6 +6,7 @@ import time
 import pytest
 
 import pvr.collect
+import pvr.data
 from pvr import cli
 
 ENV, OTHER = "MiniGrid-Empty-5x5-v0", "MiniGrid-DoorKey-5x5-v0"
@@ -131,7 +132,5 @@ def test_a_dataset_collected_with_other_settings_is_refused_and_kept(setup, tmp_
     assert cli.main([*args(path, save), "--data_path", str(data)]) == 2
     err = capsys.readouterr().err
     assert "collected with env_kwargs {'max_steps': 30}" in err and "another --data_path" in err
-    import pvr.data
-
     with pvr.data.open(data / f"{ENV}.zarr") as ds:
         assert ds.num_episodes == 3
