@@ -371,3 +371,94 @@ def test_siglip_missing_and_wrong_keys(model_dir, tmp_path, tiny_siglip):
     with pytest.raises(PvrError, match=r"missing keys \['trunk\.attn_pool\.q\.weight'\].*"
                                        r"unexpected keys \['trunk\.attn_pool\.qq\.weight'\]"):
         E.create("siglip2_base")
+
+
+# -- DINOv3 (the gated release's flat state dicts) -------------------------------------------------
+TINY_DINOV3 = dict(embed_dim=32, depth=2, num_heads=2)
+
+
+@pytest.fixture
+def tiny_dinov3(monkeypatch):
+    from pvr.encoders import dinov3
+
+    for name in ("dinov3_vits16", "dinov3_vitl16_sat"):
+        monkeypatch.setitem(dinov3.MODELS, name, dataclasses.replace(dinov3.MODELS[name], overrides=TINY_DINOV3))
+    return dinov3
+
+
+def dinov3_reference(arch="vit_small_patch16_dinov3_qkvb", seed=0):
+    torch.manual_seed(seed)
+    net = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="token", img_size=256,
+                            **TINY_DINOV3).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return net
+
+
+def to_dinov3_layout(net, *, sat=False) -> dict:
+    """The reference network's tensors under DINOv3's own names (as dinov3_*_pretrain_*.pth hold them)."""
+    sd, d, heads = net.state_dict(), 32, 2
+    head_dim = d // heads
+    out = {"cls_token": sd["cls_token"], "storage_tokens": sd["reg_token"], "mask_token": torch.zeros(1, d),
+           "patch_embed.proj.weight": sd["patch_embed.proj.weight"], "patch_embed.proj.bias": sd["patch_embed.proj.bias"],
+           # RopePositionEmbedding(base=100): periods = base ** (2 i / (D_head / 2)), i < D_head / 4
+           "rope_embed.periods": 100.0 ** (2 * torch.arange(head_dim // 4) / (head_dim // 2)),
+           "norm.weight": sd["norm.weight"], "norm.bias": sd["norm.bias"]}
+    for i in range(2):
+        p = f"blocks.{i}."
+        out[p + "norm1.weight"], out[p + "norm1.bias"] = sd[p + "norm1.weight"], sd[p + "norm1.bias"]
+        out[p + "attn.qkv.weight"] = sd[p + "attn.qkv.weight"]
+        # DINOv3 stores one qkv bias and a mask that zeroes its key third
+        out[p + "attn.qkv.bias"] = torch.cat([sd[p + "attn.q_bias"], torch.randn(d), sd[p + "attn.v_bias"]])
+        out[p + "attn.qkv.bias_mask"] = torch.cat([torch.ones(d), torch.zeros(d), torch.ones(d)])
+        out[p + "attn.proj.weight"], out[p + "attn.proj.bias"] = sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"]
+        out[p + "ls1.gamma"], out[p + "ls2.gamma"] = sd[p + "gamma_1"], sd[p + "gamma_2"]
+        out[p + "norm2.weight"], out[p + "norm2.bias"] = sd[p + "norm2.weight"], sd[p + "norm2.bias"]
+        for f in ("fc1", "fc2"):
+            out[p + f"mlp.{f}.weight"], out[p + f"mlp.{f}.bias"] = sd[p + f"mlp.{f}.weight"], sd[p + f"mlp.{f}.bias"]
+    if sat:  # the satellite ViT-L's training-only norm for local crops
+        out["local_cls_norm.weight"], out["local_cls_norm.bias"] = torch.ones(d), torch.zeros(d)
+    return out
+
+
+@pytest.mark.parametrize("name,file,mean,std", [
+    ("dinov3_vits16", "dinov3_vits16_pretrain_lvd1689m-08c60483.pth", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ("dinov3_vitl16_sat", "dinov3_vitl16_pretrain_sat493m-eadcf0ff.pth", (0.430, 0.411, 0.296), (0.213, 0.156, 0.143)),
+])
+def test_dinov3_matches_timm_reference(model_dir, tiny_dinov3, name, file, mean, std):
+    net = dinov3_reference()
+    torch.save(to_dinov3_layout(net, sat=name.endswith("sat")), model_dir / file)
+    enc = E.create(name)
+    check_frozen(enc)
+    assert enc.dim == 32
+    fr = frames(h=90, w=160)
+    # DINOv3's make_transform: Resize((256, 256), antialias=True) (bilinear) on the uint8 image, no crop
+    x = F.interpolate(fr.permute(0, 3, 1, 2).float(), size=(256, 256), mode="bilinear", antialias=True,
+                      align_corners=False).clamp(0, 255).round() / 255
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(fr), net(x), rtol=1e-4, atol=1e-4)  # x_norm_clstoken
+        tok = net.forward_features(x)  # [CLS, 4 storage, 16x16 patches] after the final norm
+        mean_enc = E.create(name + ":pool=mean")
+        torch.testing.assert_close(mean_enc(fr), tok[:, 5:].mean(1), rtol=1e-4, atol=1e-4)
+        assert E.create(name + ":pool=grid").dim == 256 * 32
+    check_no_range_guess(enc, fr)
+
+
+def test_dinov3_any_hash_missing_file_wrong_keys_and_periods(model_dir, tiny_dinov3):
+    with pytest.raises(PvrError, match=r"dinov3_vits16_pretrain_lvd1689m-08c60483\.pth.*not found.*dinov3-downloads"):
+        E.create("dinov3_vits16")
+    sd = to_dinov3_layout(dinov3_reference())
+    torch.save(sd, model_dir / "dinov3_vits16_pretrain_lvd1689m-0000beef.pth")  # another release's hash
+    assert E.info("dinov3_vits16")["present"]
+    E.create("dinov3_vits16")
+    bad = dict(sd, **{"rope_embed.periods": sd["rope_embed.periods"] * 2})
+    torch.save(bad, model_dir / "dinov3_vits16_pretrain_lvd1689m-0000beef.pth")
+    with pytest.raises(PvrError, match="RoPE periods"):
+        E.create("dinov3_vits16")
+    bad = dict(sd)
+    bad["blocks.1.ls1.gama"] = bad.pop("blocks.1.ls1.gamma")
+    torch.save(bad, model_dir / "dinov3_vits16_pretrain_lvd1689m-0000beef.pth")
+    with pytest.raises(PvrError, match=r"missing keys \['blocks\.1\.gamma_1'\].*unexpected keys \['blocks\.1\.ls1\.gama'\]"):
+        E.create("dinov3_vits16")
