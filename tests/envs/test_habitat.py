@@ -1,7 +1,12 @@
+import math
+import sys
+import types
+
+import numpy as np
 import pytest
 
 import pvr.envs
-from pvr.envs import habitat
+from pvr.envs import habitat, navtask
 from pvr.errors import PvrError
 
 REASON = habitat._probe()
@@ -36,14 +41,6 @@ def test_habitat_imagenav_runs(tmp_path):
 
 
 # -- synthetic habitat-sim: the backend's conversions without the simulator -------------------------------
-import math  # noqa: E402
-import sys  # noqa: E402
-import types  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from pvr.envs import navtask  # noqa: E402
-
 
 class Quat:
     """What AgentState.rotation holds (numpy-quaternion): attributes w, x, y, z."""
