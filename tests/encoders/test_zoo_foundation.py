@@ -462,3 +462,96 @@ def test_dinov3_any_hash_missing_file_wrong_keys_and_periods(model_dir, tiny_din
     torch.save(bad, model_dir / "dinov3_vits16_pretrain_lvd1689m-0000beef.pth")
     with pytest.raises(PvrError, match=r"missing keys \['blocks\.1\.gamma_1'\].*unexpected keys \['blocks\.1\.ls1\.gama'\]"):
         E.create("dinov3_vits16")
+
+
+# -- Theia (the Hugging Face release's safetensors: a transformers ViTModel backbone + translators) --
+TINY_THEIA = dict(embed_dim=32, depth=2, num_heads=2)
+
+
+@pytest.fixture
+def tiny_theia(monkeypatch):
+    from pvr.encoders import theia
+
+    monkeypatch.setitem(theia.MODELS, "theia_tiny", dataclasses.replace(theia.MODELS["theia_tiny"], overrides=TINY_THEIA))
+    return theia
+
+
+def theia_checkpoint(seed=0) -> dict:
+    """model.safetensors of theaiinstitute/theia-*: ``backbone.model.*`` (HF ViTModel names) and ``translator.*``."""
+    d, hidden, n = 32, 128, 1 + 14 * 14
+    b = "backbone.model."
+    shapes = {b + "embeddings.cls_token": (1, 1, d), b + "embeddings.position_embeddings": (1, n, d),
+              b + "embeddings.patch_embeddings.projection.weight": (d, 3, 16, 16),
+              b + "embeddings.patch_embeddings.projection.bias": (d,),
+              b + "layernorm.weight": (d,), b + "layernorm.bias": (d,),
+              "translator.translators.facebook/dinov2-large.0.weight": (8, d)}
+    for i in range(2):
+        p = f"{b}encoder.layer.{i}."
+        for name, shape in [("attention.attention.query", (d, d)), ("attention.attention.key", (d, d)),
+                            ("attention.attention.value", (d, d)), ("attention.output.dense", (d, d)),
+                            ("intermediate.dense", (hidden, d)), ("output.dense", (d, hidden))]:
+            shapes[p + name + ".weight"], shapes[p + name + ".bias"] = shape, shape[:1]
+        for ln_ in ("layernorm_before", "layernorm_after"):
+            shapes[p + ln_ + ".weight"], shapes[p + ln_ + ".bias"] = (d,), (d,)
+    sd = rand_state(shapes, seed)
+    for k in sd:
+        if "layernorm" in k and k.endswith("weight"):
+            sd[k] = 1 + sd[k]
+    return sd
+
+
+def hf_vit_tokens(sd, x, *, depth=2, heads=2, eps=1e-12):
+    """transformers' ViTModel last_hidden_state, written from the tensors (pre-norm blocks, exact GELU)."""
+    b = "backbone.model."
+    g = lambda k: sd[b + k]  # noqa: E731
+    t = F.conv2d(x, g("embeddings.patch_embeddings.projection.weight"), g("embeddings.patch_embeddings.projection.bias"),
+                 stride=16).flatten(2).transpose(1, 2)
+    t = torch.cat([g("embeddings.cls_token").expand(t.shape[0], -1, -1), t], 1) + g("embeddings.position_embeddings")
+    lnf = lambda y, k: F.layer_norm(y, y.shape[-1:], g(k + ".weight"), g(k + ".bias"), eps)  # noqa: E731
+    lin = lambda y, k: F.linear(y, g(k + ".weight"), g(k + ".bias"))  # noqa: E731
+    for i in range(depth):
+        p = f"encoder.layer.{i}."
+        h = lnf(t, p + "layernorm_before")
+        bsz, n, d = h.shape
+        q, k, v = (lin(h, p + f"attention.attention.{w}").reshape(bsz, n, heads, -1).transpose(1, 2)
+                   for w in ("query", "key", "value"))
+        a = (q @ k.transpose(-1, -2) / math.sqrt(d // heads)).softmax(-1)
+        t = t + lin((a @ v).transpose(1, 2).reshape(bsz, n, d), p + "attention.output.dense")
+        t = t + lin(F.gelu(lin(lnf(t, p + "layernorm_after"), p + "intermediate.dense")), p + "output.dense")
+    return lnf(t, "layernorm")
+
+
+def test_theia_matches_hf_vit_forward(model_dir, tmp_path, tiny_theia):
+    sd = theia_checkpoint()
+    hf_snapshot(tmp_path, "theaiinstitute/theia-tiny-patch16-224-cdiv", {"model.safetensors": sd})
+    enc = E.create("theia_tiny")
+    check_frozen(enc)
+    assert enc.dim == 32
+    fr = frames(h=90, w=160)
+    # DeiT's image processor: resize to (256, 256) bicubic, centre crop 224, ImageNet mean/std
+    x = F.interpolate(fr.permute(0, 3, 1, 2).float(), size=(256, 256), mode="bicubic", antialias=True,
+                      align_corners=False).clamp(0, 255).round()[..., 16:240, 16:240]
+    x = (x / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    with torch.no_grad():
+        tok = hf_vit_tokens(sd, x)
+        torch.testing.assert_close(enc(fr), tok[:, 1:].mean(1), rtol=1e-4, atol=1e-4)  # Theia's mean_pooling
+        torch.testing.assert_close(E.create("theia_tiny:pool=max")(fr), tok[:, 1:].amax(1), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(E.create("theia_tiny:pool=cls")(fr), tok[:, 0], rtol=1e-4, atol=1e-4)
+        spatial = E.create("theia_tiny:pool=grid")  # Theia's default forward_feature: every spatial token
+        torch.testing.assert_close(spatial(fr), tok[:, 1:].reshape(2, -1), rtol=1e-4, atol=1e-4)
+        assert spatial.dim == 196 * 32
+    check_no_range_guess(enc, fr)
+
+
+def test_theia_missing_file_and_stray_keys(model_dir, tmp_path, tiny_theia):
+    with pytest.raises(PvrError, match=r"theia-tiny-patch16-224-cdiv/model\.safetensors.*not found.*"
+                                       r"huggingface\.co/theaiinstitute/theia-tiny-patch16-224-cdiv"):
+        E.create("theia_tiny")
+    sd = theia_checkpoint()
+    sd["decoder.weight"] = torch.zeros(3)  # neither backbone nor translator heads
+    del sd["backbone.model.encoder.layer.1.output.dense.bias"]
+    from safetensors.torch import save_file
+    (model_dir / "theia-tiny-patch16-224-cdiv").mkdir()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(model_dir / "theia-tiny-patch16-224-cdiv" / "model.safetensors"))
+    with pytest.raises(PvrError, match=r"missing keys \['blocks\.1\.mlp\.fc2\.bias'\].*unexpected keys \['decoder\.weight'\]"):
+        E.create("theia_tiny")

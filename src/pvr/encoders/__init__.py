@@ -11,7 +11,7 @@ from pvr.encoders.base import Encoder, Preprocess, encode
 from pvr.encoders.registry import ENCODERS, register_encoder
 from pvr.encoders import random_conv, efficientnet, true_state, resnet, moco  # noqa: F401  (registration)
 from pvr.encoders import clip, mae, maskrcnn  # noqa: F401  (registration)
-from pvr.encoders import dinov2, dinov3, siglip  # noqa: F401  (registration: foundation-model ViTs)
+from pvr.encoders import dinov2, dinov3, siglip, theia  # noqa: F401  (registration: foundation-model ViTs)
 from pvr.encoders import r3m, liv, mvp, vc1  # noqa: F401,E402  (robotics PVRs: R3M, VIP, LIV, MVP, VC-1)
 from pvr.encoders.concat import ConcatEncoder, concat  # noqa: E402  (registers the uber models)
 from pvr.encoders import antialias  # noqa: F401,E402  (the antialias:<name> variants)

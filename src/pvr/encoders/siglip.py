@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from pvr.encoders import tokens as token_opts
 from pvr.encoders import weights
-from pvr.encoders.base import Encoder, Preprocess
+from pvr.encoders.base import Encoder, Preprocess, center_crop
 from pvr.encoders.registry import register_encoder
 from pvr.errors import PvrError
 
@@ -39,8 +39,8 @@ HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 class SquashPreprocess(Preprocess):
     """Resize to ``resize``×``resize`` whatever the aspect ratio (torchvision ``Resize((s, s))``), then normalise.
 
-    The uint8 rounding and the optional crop are :class:`Preprocess`'s; ``crop`` equal to
-    ``resize`` is a no-op that keeps the input size fixed.
+    The uint8 rounding and the centre crop after it are :class:`Preprocess`'s; ``crop`` equal
+    to ``resize`` is a no-op that keeps the input size fixed.
     """
 
     squash: bool = True
@@ -54,6 +54,8 @@ class SquashPreprocess(Preprocess):
             x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False, antialias=self.antialias)
             if self.uint8:
                 x = x.clamp(0, 255).round()
+        if self.crop is not None and self.crop != self.resize:
+            x = center_crop(x, self.crop)
         x = x / self.scale
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
