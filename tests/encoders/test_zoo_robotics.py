@@ -257,6 +257,17 @@ def test_liv_loads_the_published_layout(monkeypatch, tmp_path):
     with torch.no_grad():
         ref = model.encode_image(float_resize(dark, 224, 224, OPENAI))
     close(enc(dark), ref)
+    # LIV trains CLIP on GPU after clip.model.convert_weights (model_liv.py): conv/linear weights in fp16
+    half = {k: (v.half() if v.ndim >= 2 else v) for k, v in ckpt["liv"].items()}
+    torch.save({**ckpt, "liv": half}, tmp_path / "liv_rn50.pt")
+    enc16 = E.create("liv_rn50")
+    assert all(p.dtype == torch.float32 for p in enc16.backbone.parameters())
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.copy_(p.half().float())
+        ref = model.encode_image(float_resize(x, 224, 224, OPENAI))
+    close(enc16(x), ref)
 
 
 def test_liv_keys_outside_the_clip_model_are_listed(monkeypatch, tmp_path):
