@@ -365,3 +365,65 @@ def test_pvr_train_recipe_cortexbench_end_to_end_then_evaluate(data_path, tmp_pa
                     "--eval_every", "3", "--num_episodes_test", "2", "--num_envs_test", "2", "--seed", "100",
                     "--disable_tensorboard")
     assert again.returncode == 0 and "already finished" in again.stdout
+
+
+# -- Adroit: proprioception is the hand's joint positions, through training and the evaluation process -----
+
+@pytest.mark.parametrize("env_name, dims", [("HMS-pen-v0", 24), ("HMS-relocate-v0", 30)])
+def test_adroit_proprio_prefix_is_the_hand_joint_positions(env_name, dims):
+    # GW get_proprioception: get_obs()[:24] / [:30], i.e. qpos[:-6] of mj_envs' pen / relocate observation
+    import pvr.envs
+
+    env = pvr.envs.make(env_name, image_size=16, max_episode_steps=3)
+    try:
+        _, info = env.reset(seed=0)
+        env.step(env.action_space.sample())
+        _, _, _, _, info = env.step(env.action_space.sample())
+        qpos = env.unwrapped.data.qpos
+        assert len(qpos) - 6 == dims == proprio_dims(env_name)
+        np.testing.assert_allclose(info["true_state"][:dims], qpos[:-6].astype(np.float32), rtol=1e-6)
+    finally:
+        env.close()
+
+
+@pytest.mark.slow  # Adroit env builds in three processes: about 2 minutes on a shared 2-core machine
+def test_adroit_run_appends_proprio_in_training_and_in_the_evaluation_process(tmp_path):
+    import pvr.envs
+    from pvr.bc import trainer
+
+    env_name, kwargs = "HMS-pen-v0", {"image_size": 16, "max_episode_steps": 6}
+    data = tmp_path / "data"
+    env = pvr.envs.make(env_name, **kwargs)
+    ds = pvr.data.create(data / f"{env_name}.zarr", env=env_name, meta={"env_kwargs": kwargs})
+    rng = np.random.default_rng(0)
+    try:
+        for i in range(3):
+            obs, info = env.reset(seed=i)
+            frames, states, actions = [], [], []
+            while True:
+                a = rng.uniform(-1, 1, 24).astype(np.float32)
+                frames.append(obs); states.append(info["true_state"]); actions.append(a)
+                obs, _, term, trunc, info = env.step(a)
+                if term or trunc:
+                    break
+            done = np.zeros(len(frames), bool)
+            done[-1] = True
+            ds.append_episode(obs=np.stack(frames), action=np.stack(actions), true_state=np.stack(states),
+                              reward=np.zeros(len(frames), np.float32), done=done)
+    finally:
+        ds.close()
+        env.close()
+    cfg = TrainConfig(env=env_name, embedding_name="random", recipe="cortexbench", data_path=str(data),
+                      save_path=str(tmp_path / "runs"), xpid="pen", epochs=2, eval_every=1, num_episodes_test=1,
+                      num_envs_test=1, seed=100, disable_tensorboard=True)
+    run = trainer.train(cfg, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    assert info["facts"]["proprio_dims"] == {env_name: 24}
+    from pvr.embed import make_encoder, open_dataset
+
+    with open_dataset(data, env_name) as d:
+        dim = make_encoder("random", d, seed=100).dim
+    assert info["facts"]["obs_dim"] == 3 * dim + 24
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["test"]] == [2]  # the worker fed the policy 3 * dim + 24 inputs
+    assert rows[-1]["test"][env_name]["episodes"] == 1
