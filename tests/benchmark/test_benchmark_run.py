@@ -134,3 +134,49 @@ def test_a_dataset_collected_with_other_settings_is_refused_and_kept(setup, tmp_
     assert "collected with env_kwargs {'max_steps': 30}" in err and "another --data_path" in err
     with pvr.data.open(data / f"{ENV}.zarr") as ds:
         assert ds.num_episodes == 3
+
+
+@pytest.mark.slow
+def test_cortexbench_mujoco_settings_run_one_metaworld_and_one_dmc_task_end_to_end(tmp_path, capsys):
+    """cortexbench-mujoco's recipe, metric, normaliser and seeds on one MetaWorld and one DMC task, tiny sizes."""
+    from pvr.benchmark import protocol as P
+
+    ref = P.load("cortexbench-mujoco")
+    mw, dmc = "MetaWorld-drawer-open-v3", "DMC-reacher-easy"
+    assert {mw, dmc} <= {t.env for t in ref.tasks}
+    path = tmp_path / "cb-tiny.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: cb-tiny
+        seeds: [{ref.seeds[0]}]
+        metric: {ref.metric}
+        normaliser: {json.dumps(ref.normaliser)}
+        recipe: {ref.recipe}
+        demonstrations: 2
+        epochs: 2
+        eval_every: 1
+        eval_episodes: 1
+        image_size: 64
+        train: {{num_envs_test: 1}}
+        suites:
+          MetaWorld:
+            tasks: [{mw}]
+            env_kwargs: {{max_episode_steps: 150}}
+          DMC:
+            tasks: [{dmc}]
+            env_kwargs: {{task_kwargs: {{time_limit: 2}}}}
+            keep_failures: true       # 100 steps are too few for DMC's success rule; any episode will do
+    """))
+    save = tmp_path / "bench"
+    assert cli.main(["benchmark", str(path), "--embedding_name", "true_state,random", "--save_path", str(save)]) == 0
+    out = capsys.readouterr().out
+    assert "CANNOT RUN HERE" not in out, out
+    for env in (mw, dmc):
+        for enc in ("true_state", "random"):
+            d = save / "runs" / f"{env}-{enc}-s{ref.seeds[0]}"
+            assert (d / "done").exists(), out
+            cfg = json.loads((d / "config.json").read_text())
+            assert (cfg["recipe"], cfg["num_input_frames"], cfg["frame_stack_mode"]) == ("cortexbench", 3, "diff")
+    assert cli.main(["report", str(save)]) == 0
+    report = json.loads((save / "report.json").read_text())
+    assert report["metric"] == "best" and report["protocol"] == "cb-tiny"
+    assert {r["status"] for r in report["runs"]} == {"done"}

@@ -14,6 +14,7 @@ user passes a path to their own. Schema (every key below; any other is an error)
     recipe: original                  # a name in pvr.bc.recipes.RECIPES
     # defaults for every suite, each overridable inside a suite:
     demonstrations: 100               # per task (collected with pvr's default expert if missing)
+    keep_failures: false              # also keep episodes the expert failed (`pvr collect --keep-failures`)
     epochs: 100                       # epochs, eval_every, frame_stack(_mode): unset = the recipe's
     eval_every: 5                     # (original: its evaluation points; cortexbench: every 5)
     eval_episodes: 50
@@ -42,11 +43,11 @@ from typing import Any
 
 from pvr.errors import PvrError
 
-SUITE_KEYS = {"demonstrations", "epochs", "eval_every", "eval_episodes", "frame_stack", "frame_stack_mode",
+SUITE_KEYS = {"demonstrations", "keep_failures", "epochs", "eval_every", "eval_episodes", "frame_stack", "frame_stack_mode",
               "image_size", "camera", "env_kwargs", "expert", "expert_kwargs", "train"}
 TOP_KEYS = {"name", "description", "seeds", "metric", "normaliser", "recipe", "suites"} | SUITE_KEYS
 # None: the recipe's value (pvr.bc.recipes: epochs, evaluation schedule, frame stacking are recipe defaults)
-DEFAULTS: dict[str, Any] = {"demonstrations": 100, "epochs": None, "eval_every": None, "eval_episodes": 50,
+DEFAULTS: dict[str, Any] = {"demonstrations": 100, "keep_failures": False, "epochs": None, "eval_every": None, "eval_episodes": 50,
                             "frame_stack": None, "frame_stack_mode": None, "image_size": None, "camera": None,
                             "env_kwargs": {}, "expert": None, "expert_kwargs": {}, "train": {}}
 # the keyword each suite's factory takes for its camera (others have one fixed view)
@@ -74,6 +75,7 @@ class Task:
     expert: str | None = None
     expert_kwargs: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    keep_failures: bool = False
 
     @property
     def envs(self) -> list[str]:
@@ -266,6 +268,8 @@ def load(name_or_path: str | Path, *, check_envs: bool = True) -> Protocol:
         _check_train(s["train"], where, path)
         if s["frame_stack_mode"] not in (None, "cat", "diff"):
             raise PvrError(f"{path}: frame_stack_mode in {where} must be cat or diff, not {s['frame_stack_mode']!r}")
+        if not isinstance(s["keep_failures"], bool):
+            raise PvrError(f"{path}: keep_failures in {where} must be true or false")
         if s["expert"] is not None and not isinstance(s["expert"], str):
             raise PvrError(f"{path}: expert in {where} must be an expert name (`pvr experts`)")
         for task in names:
@@ -288,7 +292,7 @@ def load(name_or_path: str | Path, *, check_envs: bool = True) -> Protocol:
                 eval_episodes=_int(s["eval_episodes"], f"eval_episodes in {where}", path),
                 frame_stack=_int(s["frame_stack"], f"frame_stack in {where}", path, optional=True),
                 frame_stack_mode=s["frame_stack_mode"], env_kwargs=kws[0], expert=s["expert"],
-                expert_kwargs=s["expert_kwargs"], train=s["train"]))
+                expert_kwargs=s["expert_kwargs"], train=s["train"], keep_failures=s["keep_failures"]))
     dup = sorted({t.env for t in tasks if [u.env for u in tasks].count(t.env) > 1})
     if dup:
         raise PvrError(f"{path}: task {dup[0]} is listed twice")

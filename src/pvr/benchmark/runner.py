@@ -335,7 +335,7 @@ def collect_task(plan: Plan, task: Task, echo=print) -> float:
         echo(f"collect {env}: {task.demonstrations - have} more episode(s) with the default expert "
              f"-> {plan.data_path}")
         collect(env, task.demonstrations, plan.data_path, expert=task.expert, env_kwargs=task.env_kwargs,
-                expert_kwargs=task.expert_kwargs, progress=True)
+                expert_kwargs=task.expert_kwargs, keep_failures=task.keep_failures, progress=True)
     return time.time() - t0
 
 
