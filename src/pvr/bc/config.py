@@ -50,8 +50,8 @@ class TrainConfig:
                                        "recipe's: original: on for every encoder except true_state, as in the "
                                        "original's sweep; cortexbench: on; --no_batch_norm turns it off)")
     disable_lstm: bool = _f(False, "MLP policy without the 2-layer LSTM")
-    hidden_size: int | None = _f(None, "width of the MLP layers and the LSTM (default: 1024 for discrete "
-                                       "actions, 256 for continuous ones)")
+    hidden_size: int | None = _f(None, "width of the MLP layers and the LSTM (default: original: 1024 for "
+                                       "discrete actions, 256 for continuous ones; cortexbench: 256)")
     num_input_frames: int | None = _f(None, "frames per observation: the last K embeddings are stacked",
                                       recipe=True)
     frame_stack_mode: str | None = _f(None, "how K frames are combined: cat, or diff (consecutive differences "
@@ -62,8 +62,9 @@ class TrainConfig:
                                     "each observation (default: the recipe's: original off, cortexbench on "
                                     "for vision encoders; --no_proprio turns it off)")
     recipe: str = _f("original", "learner recipe: network, loss, optimiser, schedule and the defaults of the "
-                                 "flags marked 'recipe' (original: the PVR paper's; cortexbench: CortexBench's "
-                                 "MuJoCo learner; see pvr.bc.recipes)")
+                                 "flags whose help reads '(default: original X, cortexbench Y)'; original: the "
+                                 "PVR paper's learner, cortexbench: CortexBench's MuJoCo learner (eai-vc); see "
+                                 "pvr.bc.recipes")
     action_squash: str | None = _f(None, "continuous mean: symmetric = tanh x bound when the bounds are "
                                          "(-a, a), linear otherwise (the original); bounds = tanh mapped into "
                                          "any [low, high]; linear = never squashed (CortexBench)",

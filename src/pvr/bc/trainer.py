@@ -1,7 +1,9 @@
 """Behavioural cloning with evaluation running in parallel, resumable at any kill.
 
-Evaluation points are the original's (``is_essential_save``: epoch 0, then 1-5%,
-10-60% by tenths, 80% and 100% of the epochs) or every ``--eval_every`` epochs.
+Evaluation points are the recipe's (the original's ``is_essential_save``: epoch 0,
+then 1-5%, 10-60% by tenths, 80% and 100% of the epochs, or every ``--eval_every``
+epochs; CortexBench's: after epochs 6, 11, ..., 96 and 100). The loss, optimiser,
+schedule and default settings are the recipe's too (:mod:`pvr.bc.recipes`).
 At an evaluation point the policy goes to the evaluation process and training
 goes on; training waits only at the next evaluation point, for the previous
 evaluation to finish (as the original did). Each epoch is checkpointed
