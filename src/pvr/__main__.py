@@ -1,5 +1,3 @@
-import sys
+from pvr.cli import run
 
-from pvr.cli import main
-
-sys.exit(main())
+run()

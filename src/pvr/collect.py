@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pvr.errors import PvrError
+from pvr.utils import interrupt
 
 
 def store_path(data_path: str | pathlib.Path, env: str) -> pathlib.Path:
@@ -204,6 +205,7 @@ class _Tally:
         self.returns: list[float] = []
 
     def add(self, ds, attempt: int, success: bool, ret: float, keep: bool, episode: dict) -> None:
+        interrupt.check()  # before the episode is stored: a stop never half-writes one
         self.tried += 1
         self.successes += bool(success)
         if keep:

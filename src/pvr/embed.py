@@ -56,6 +56,7 @@ from pvr.encoders import Encoder
 from pvr.encoders.base import encode
 from pvr.errors import PvrError
 from pvr.utils import default_device
+from pvr.utils import interrupt
 
 FEATURES_GROUP = "features"
 PROGRESS_SUFFIX = ".progress"
@@ -344,6 +345,7 @@ def _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, 
         with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
             pending = pool.submit(read, batches[0]) if batches else None
             for i, (a, b) in enumerate(batches):
+                interrupt.check()
                 batch = pending.result()
                 pending = pool.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
                 feats = encode(encoder, torch.from_numpy(batch).to(device)).cpu().numpy()

@@ -46,6 +46,7 @@ from pvr.errors import PvrError
 from pvr.evaluation.worker import EvalWorker
 from pvr.utils import default_device
 from pvr.utils.io import write_json
+from pvr.utils import interrupt
 
 FINAL_POLICY = "policy.pt"
 DONE_MARKER = "done"
@@ -385,6 +386,7 @@ def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainCo
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for batch in batches(data, unroll=cfg.unroll_length, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
                          rank=world.rank, world_size=world.size):
+        interrupt.check()
         obs = batch["obs"].to(device) if "obs" in batch else _encode_window(encoder, data, batch["index"], cfg, device)
         batch = {k: v.to(device) for k, v in batch.items() if k != "obs"}
         out, _ = policy(obs, batch["first"], core.initial_state(obs.shape[1]))

@@ -18,6 +18,7 @@ import traceback
 import torch
 
 from pvr.errors import PvrError
+from pvr.utils import interrupt
 
 
 def _serialise(weights: dict[str, dict]) -> bytes:
@@ -112,6 +113,7 @@ class EvalWorker:
 
     def _get(self, timeout: float | None = None):
         while True:
+            interrupt.check()
             try:
                 return self._results.get(timeout=1.0 if timeout is None else timeout)
             except queue.Empty:
