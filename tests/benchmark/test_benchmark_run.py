@@ -79,6 +79,9 @@ def test_tiny_benchmark_runs_reports_and_a_rerun_only_skips(setup, capsys):
         rows = [json.loads(x) for x in (d / "stats.jsonl").read_text().splitlines()]
         assert [row["epoch"] for row in rows if row["test"]] == [0, 1, 2]  # eval_every 1
     assert pvr.collect.store_path(m["data_path"], ENV).is_dir()  # the dataset is where the manifest says
+    timings = [json.loads((save / "runs" / r / "timings.json").read_text()) for r in sorted(runs)]
+    assert all("embed" in t for t in timings)
+    assert sum(t["collect"] > 0 for t in timings) == 1  # collected once: counted once
 
     # the report reads the manifest: the broken task is listed as missing, the grid task scored
     assert cli.main(["report", str(save)]) == 0

@@ -103,7 +103,10 @@ def plan(protocol: Protocol, embedding_names: str, *, seeds: str | None = None, 
     encoders = _csv(embedding_names, "embedding_name")
     for name in encoders:
         pvr.encoders.ENCODERS.get(name)  # unknown names fail now, with the list
-    seed_list = _seeds(seeds) if seeds else list(protocol.seeds)
+    try:
+        seed_list = _seeds(seeds) if seeds else list(protocol.seeds)
+    except PvrError as e:
+        raise PvrError(str(e).replace("--seed ", "--seeds ")) from None
     root = Path(save_path or Path("pvr_benchmark") / protocol.name)
     data = Path(data_path) if data_path else root / "data"
     runs = []
@@ -113,8 +116,9 @@ def plan(protocol: Protocol, embedding_names: str, *, seeds: str | None = None, 
                 cfg = make_config(task, enc, seed, protocol, data, root)
                 try:
                     cfg.validate()
-                except PvrError as e:
-                    raise PvrError(f"protocol {protocol.name}, task {task.env}: {e}") from None
+                except (PvrError, TypeError, ValueError) as e:  # e.g. train: {batch_size: "x"}
+                    raise PvrError(f"protocol {protocol.name} ({protocol.source}), task {task.env}: {e}; "
+                                   "fix its train: settings") from None
                 check_run_dir(cfg)  # a directory holding other settings: refuse before any work
                 runs.append(Run(task, cfg))
     return Plan(protocol, encoders, seed_list, root, data, runs)
@@ -406,7 +410,8 @@ def run_local(plan: Plan, status: dict[str, str], collect_s: dict[str, float], e
             echo(f"{head}: train + evaluate ({r.cfg.epochs} epochs"
                  + (", resuming" if (r.run_dir / "config.json").exists() else "") + ")")
             run_dir = train(r.cfg)
-            _record_timings(run_dir, {"collect": collect_s.get(r.task.env, 0.0), "embed": embed_s})
+            # the task's collection time goes to the first run that needed it, so that sums over runs hold
+            _record_timings(run_dir, {"collect": collect_s.pop(r.task.env, 0.0), "embed": embed_s})
             status[r.cfg.run_id] = "done"
         except KeyboardInterrupt:
             status[r.cfg.run_id] = "interrupted"
@@ -449,6 +454,20 @@ def run_submitit(plan: Plan, ns: argparse.Namespace, status: dict[str, str], plu
     return []
 
 
+def _report(plan: Plan, echo=print) -> None:
+    """Write the report next to the manifest (what `pvr report SAVE_PATH` writes) and print its table."""
+    from pvr.report import report
+
+    try:
+        text, _, _ = report([plan.save_path], plan.save_path)
+    except PvrError as e:  # e.g. no evaluation yet: the benchmark itself still succeeded
+        echo(f"no report yet: {e}")
+        return
+    echo("")
+    echo(text)
+    echo(f"\nreport: {plan.save_path / 'report.md'}, {plan.save_path / 'report.html'}")
+
+
 def resolve_cluster(cluster: str) -> str:
     if cluster == "auto":
         return "slurm" if shutil.which("sbatch") else "local"
@@ -483,6 +502,8 @@ def run(plan: Plan, ns: argparse.Namespace | None = None, *, cluster: str = "loc
          + (f"; {len(plan.unavailable)} task(s) cannot run here: {', '.join(plan.unavailable)}"
             if plan.unavailable else "")
          + f"; {time.time() - t0:.0f} s. Report: pvr report {plan.save_path}")
+    if cluster == "local" and done:
+        _report(plan, echo)
     if failed:
         raise PvrError(f"{len(failed)} run(s) failed (rerun the same command to retry them; finished runs are "
                        f"kept). First: {failed[0]}")
