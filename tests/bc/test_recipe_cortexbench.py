@@ -427,3 +427,19 @@ def test_adroit_run_appends_proprio_in_training_and_in_the_evaluation_process(tm
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if r["test"]] == [2]  # the worker fed the policy 3 * dim + 24 inputs
     assert rows[-1]["test"][env_name]["episodes"] == 1
+
+
+def test_a_last_batch_of_one_frame_joins_the_previous_one():
+    # BatchNorm in training cannot normalise a single sample (upstream's DataLoader would fail there)
+    from pvr.bc.sampler import batches
+
+    n = 257
+    data = Demonstrations(np.arange(n, dtype=np.float32)[:, None], np.zeros((n, 1), np.float32),
+                          episode_starts(np.array([n]), n))
+    got = list(batches(data, unroll=1, batch_size=256, seed=1, epoch=1))
+    assert [b["obs"].shape[:2] for b in got] == [(1, 257)]
+    p, _ = cortexbench_policy(1)
+    p.train()
+    p(got[0]["obs"], got[0]["first"])  # runs
+    # windows longer than one step keep their batches as they were
+    assert len(list(batches(data, unroll=2, batch_size=128, seed=1, epoch=1))) == 2

@@ -80,8 +80,12 @@ def batches(data: Demonstrations, *, unroll: int, batch_size: int, seed: int, ep
     n_windows = -(-(n + (unroll - offset) % unroll) // unroll)
     starts = offset - unroll + np.arange(n_windows) * unroll if offset else np.arange(n_windows) * unroll
     order = rng.permutation(len(starts))
-    for b in range(0, len(order), batch_size):
-        chosen = order[b : b + batch_size]
+    cuts = list(range(0, len(order), batch_size)) + [len(order)]
+    if unroll == 1 and len(cuts) > 2 and cuts[-1] - cuts[-2] == 1:
+        # a last batch of one single frame cannot be batch-normalised in training: it joins the one before
+        del cuts[-2]
+    for b, e in zip(cuts[:-1], cuts[1:]):
+        chosen = order[b:e]
         dummy = False
         if world_size > 1:  # data-parallel: this rank's share of the global batch
             share = chosen[rank::world_size]
