@@ -555,3 +555,24 @@ def test_theia_missing_file_and_stray_keys(model_dir, tmp_path, tiny_theia):
     save_file({k: v.contiguous() for k, v in sd.items()}, str(model_dir / "theia-tiny-patch16-224-cdiv" / "model.safetensors"))
     with pytest.raises(PvrError, match=r"missing keys \['blocks\.1\.mlp\.fc2\.bias'\].*unexpected keys \['decoder\.weight'\]"):
         E.create("theia_tiny")
+
+
+@pytest.mark.parametrize("registers", [False, True])
+def test_dinov2_from_timm_copy_in_hf_cache(model_dir, tmp_path, tiny_dinov2, registers):
+    """timm's converted copy (no mask token; registers split out, CLS position folded in) gives the same features."""
+    sd = dinov2_checkpoint(registers, seed=3)
+    timm_sd = {k: v for k, v in sd.items() if k != "mask_token"}
+    if registers:
+        timm_sd["reg_token"] = timm_sd.pop("register_tokens")
+        timm_sd["cls_token"] = sd["cls_token"] + sd["pos_embed"][:, :1]
+        timm_sd["pos_embed"] = sd["pos_embed"][:, 1:]
+    repo = f"timm/vit_small_patch14{'_reg4' if registers else ''}_dinov2.lvd142m"
+    hf_snapshot(tmp_path, repo, {"model.safetensors": timm_sd})
+    name = "dinov2_vits14_reg" if registers else "dinov2_vits14"
+    enc = E.create(name)
+    assert str(enc.weights_source).endswith("model.safetensors")
+    fr = frames()
+    x = (resize_crop(fr, 256, 224) / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    with torch.no_grad():
+        want = dinov2_forward(sd, x, depth=2, heads=2, registers=registers)[:, 0]
+        torch.testing.assert_close(enc(fr), want, rtol=1e-4, atol=1e-4)
