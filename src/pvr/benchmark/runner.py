@@ -40,7 +40,7 @@ COLLECT_S_PER_FRAME = {"MiniGrid": 0.005, "DMC": 0.5, "HMS": 0.5, "Kitchen": 0.5
                        "HabitatImageNav": 0.03, "MetaWorld": 0.02, "Atari": 0.01, "Gymnasium": 0.05}
 EPISODE_FRAMES = {"MiniGrid": 15, "DMC": 1000, "HMS": 200, "Kitchen": 280, "ImageNav": 60,
                   "HabitatImageNav": 60, "MetaWorld": 500, "Atari": 1000, "Gymnasium": 200}
-COLLECT_S_PER_FRAME_TASK = {"DMC-reacher-easy": 0.01, "DMC-cheetah-run": 0.05, "DMC-cartpole-swingup": 0.07}
+COLLECT_S_PER_FRAME_TASK = {"DMC-reacher-easy": 0.025, "DMC-cheetah-run": 0.05, "DMC-cartpole-swingup": 0.07}
 EMBED_S_PER_FRAME = {"true_state": 0.0, "random": 0.002}  # others: PRETRAINED_S_PER_FRAME
 PRETRAINED_S_PER_FRAME = 0.05  # ~20 img/s at 224 px (EfficientNet-Lite0 ~30, ResNet-50 ~12)
 TRAIN_S_PER_FRAME_EPOCH = 0.0005
