@@ -154,3 +154,15 @@ def test_dry_run_counts_what_a_user_protocol_will_create(tmp_path, capsys):
     assert "2 task(s) x 2 encoder(s) x 3 seed(s) = 12 runs" in out and "not a measurement" in out
     assert not (tmp_path / "b" / "benchmark.json").exists()
     assert json.loads(json.dumps(est))  # plain data
+
+
+def test_cluster_slurm_without_slurm_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    from pvr.benchmark import runner
+
+    monkeypatch.setattr(runner.shutil, "which", lambda name: None)
+    assert runner.resolve_cluster("auto") == "local"
+    save = tmp_path / "b"
+    assert cli.main(["benchmark", str(write(tmp_path, GOOD)), "--embedding_name", "true_state", "--save_path",
+                     str(save), "--cluster", "slurm"]) == 2
+    assert "needs Slurm's sbatch" in capsys.readouterr().err
+    assert not save.exists()

@@ -481,6 +481,9 @@ def run(plan: Plan, ns: argparse.Namespace | None = None, *, cluster: str = "loc
     cluster = resolve_cluster(cluster)
     if cluster != "local" and ns is None:
         raise PvrError("--cluster slurm needs the submitit options (use the CLI, or pass its namespace)")
+    if cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise PvrError("--cluster slurm needs Slurm's sbatch and srun on this machine; run from a login node, "
+                       "or use --cluster local")
     plan.protocol.check_recipe()
     status = _merge_previous(plan)
     _write(plan, status)
