@@ -333,6 +333,7 @@ def siglip_trunk(seed=0):
     return trunk
 
 
+@pytest.mark.slow  # open_clip builds the full-size tower before the tiny trunk replaces it: ~20 s here
 @pytest.mark.parametrize("name,repo", [("siglip2_base", "timm/ViT-B-16-SigLIP2"), ("siglip_base", "timm/ViT-B-16-SigLIP")])
 def test_siglip_map_head_from_hf_snapshot(model_dir, tmp_path, tiny_siglip, name, repo):
     trunk = siglip_trunk()
@@ -353,9 +354,9 @@ def test_siglip_map_head_from_hf_snapshot(model_dir, tmp_path, tiny_siglip, name
         tok = trunk.norm(trunk.blocks(trunk.patch_embed(x) + trunk.pos_embed))  # no CLS: positions on patches
         mean = E.create(name + ":pool=mean")
         torch.testing.assert_close(mean(fr), tok.mean(1), rtol=1e-4, atol=1e-4)
-        assert E.create(name + ":grid=7").dim == 49 * 32
+        assert mean.dim == 32 and E.info(name + ":grid=7")["dim"] == 49 * 768  # listed for the real width
     with pytest.raises(PvrError, match="pool=cls"):
-        E.create(name + ":pool=cls")
+        E.info(name + ":pool=cls")
     check_no_range_guess(enc, fr)
 
 

@@ -12,6 +12,9 @@ Hugging Face copy ``timm/vit_<size>_patch<p>_224.mae`` in the Hugging Face cache
 Preprocessing is the original's for MAE: resize the uint8 frame to 256 with
 PyTorch's *bicubic* kernel, no antialiasing, clamped and rounded to uint8 (torchvision
 ``Resize(256, interpolation=3)`` on a tensor), centre crop 224, ImageNet mean/std.
+
+``mae_base:pool=mean``, ``:grid=N``, ``:block=K``, ``:norm=no`` read other tokens instead of
+the CLS token (:mod:`pvr.encoders.tokens`).
 """
 from __future__ import annotations
 
