@@ -91,7 +91,11 @@ def attention(x, sd, p, heads):
 def dinov2_block(x, sd, i, heads):
     p = f"blocks.{i}"
     x = x + sd[p + ".ls1.gamma"] * attention(ln(x, sd, p + ".norm1"), sd, p + ".attn", heads)
-    h = F.gelu(F.linear(ln(x, sd, p + ".norm2"), sd[p + ".mlp.fc1.weight"], sd[p + ".mlp.fc1.bias"]))
+    y = ln(x, sd, p + ".norm2")
+    if p + ".mlp.w12.weight" in sd:  # ViT-g: SwiGLUFFNFused, silu(x1) * x2 from the packed w12, then w3
+        x1, x2 = F.linear(y, sd[p + ".mlp.w12.weight"], sd[p + ".mlp.w12.bias"]).chunk(2, dim=-1)
+        return x + sd[p + ".ls2.gamma"] * F.linear(F.silu(x1) * x2, sd[p + ".mlp.w3.weight"], sd[p + ".mlp.w3.bias"])
+    h = F.gelu(F.linear(y, sd[p + ".mlp.fc1.weight"], sd[p + ".mlp.fc1.bias"]))
     return x + sd[p + ".ls2.gamma"] * F.linear(h, sd[p + ".mlp.fc2.weight"], sd[p + ".mlp.fc2.bias"])
 
 
@@ -124,9 +128,13 @@ def dinov2_forward(sd, x, *, depth, heads, patch=14, registers=False):
 TINY_DINOV2 = dict(embed_dim=32, depth=2, num_heads=2)
 
 
-def dinov2_checkpoint(registers: bool, seed=0) -> dict:
-    """A state dict in the exact layout of dinov2_vit*14[_reg4]_pretrain.pth, tiny width and depth."""
-    d, hidden, grid = 32, 128, 518 // 14
+def dinov2_checkpoint(registers: bool, seed=0, *, swiglu=False) -> dict:
+    """A state dict in the exact layout of dinov2_vit*14[_reg4]_pretrain.pth, tiny width and depth.
+
+    ``swiglu``: ViT-g's layout (``mlp.w12`` packs both SwiGLU inputs, ``mlp.w3`` projects back), at width 48,
+    where DINOv2's hidden size (int(4·48·2/3) + 7) // 8 · 8 = 128 agrees with timm's packed 2·128 = int(48·5.33334).
+    """
+    d, hidden, grid = (48, 128, 518 // 14) if swiglu else (32, 128, 518 // 14)
     shapes = {"cls_token": (1, 1, d), "pos_embed": (1, 1 + grid * grid, d), "mask_token": (1, d),
               "patch_embed.proj.weight": (d, 3, 14, 14), "patch_embed.proj.bias": (d,),
               "norm.weight": (d,), "norm.bias": (d,)}
@@ -137,8 +145,13 @@ def dinov2_checkpoint(registers: bool, seed=0) -> dict:
         shapes.update({p + "norm1.weight": (d,), p + "norm1.bias": (d,), p + "attn.qkv.weight": (3 * d, d),
                        p + "attn.qkv.bias": (3 * d,), p + "attn.proj.weight": (d, d), p + "attn.proj.bias": (d,),
                        p + "ls1.gamma": (d,), p + "norm2.weight": (d,), p + "norm2.bias": (d,),
-                       p + "mlp.fc1.weight": (hidden, d), p + "mlp.fc1.bias": (hidden,),
-                       p + "mlp.fc2.weight": (d, hidden), p + "mlp.fc2.bias": (d,), p + "ls2.gamma": (d,)})
+                       p + "ls2.gamma": (d,)})
+        if swiglu:
+            shapes.update({p + "mlp.w12.weight": (2 * hidden, d), p + "mlp.w12.bias": (2 * hidden,),
+                           p + "mlp.w3.weight": (d, hidden), p + "mlp.w3.bias": (d,)})
+        else:
+            shapes.update({p + "mlp.fc1.weight": (hidden, d), p + "mlp.fc1.bias": (hidden,),
+                           p + "mlp.fc2.weight": (d, hidden), p + "mlp.fc2.bias": (d,)})
     sd = rand_state(shapes, seed)
     for k in sd:
         if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight":
@@ -153,6 +166,8 @@ def tiny_dinov2(monkeypatch):
     for name, m in list(dinov2.MODELS.items()):
         if name.startswith("dinov2_vits14"):
             monkeypatch.setitem(dinov2.MODELS, name, dataclasses.replace(m, overrides=TINY_DINOV2))
+        if name.startswith("dinov2_vitg14"):  # SwiGLU: a width where both hidden-size rules agree
+            monkeypatch.setitem(dinov2.MODELS, name, dataclasses.replace(m, overrides=dict(TINY_DINOV2, embed_dim=48)))
     return dinov2
 
 
@@ -180,6 +195,17 @@ def test_dinov2_matches_upstream_forward(model_dir, tiny_dinov2, registers):
         torch.testing.assert_close(grid(fr), want, rtol=1e-4, atol=1e-4)
         assert grid.dim == 4 * 32 and len({enc.fingerprint, mean.fingerprint, grid.fingerprint}) == 3
     check_no_range_guess(enc, fr)
+
+
+def test_dinov2_vitg14_swiglu_layout(model_dir, tiny_dinov2):
+    sd = dinov2_checkpoint(False, seed=5, swiglu=True)
+    torch.save(sd, model_dir / "dinov2_vitg14_pretrain.pth")
+    enc = E.create("dinov2_vitg14")
+    assert enc.dim == 48
+    fr = frames()
+    x = (resize_crop(fr, 256, 224) / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    with torch.no_grad():
+        torch.testing.assert_close(enc(fr), dinov2_forward(sd, x, depth=2, heads=2)[:, 0], rtol=1e-4, atol=1e-4)
 
 
 def test_dinov2_positions_resampled_like_timm_for_register_models(tiny_dinov2):
