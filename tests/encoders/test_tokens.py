@@ -134,3 +134,12 @@ def test_mae_option_equals_hand_pooling_and_changes_fingerprint():
         # the same network without the option is MAE's CLS token, which the option did not change
         plain.backbone.load_state_dict(net.state_dict())
         torch.testing.assert_close(plain(frames), t[:, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_an_option_without_pool_uses_the_family_default():
+    assert tokens.parse_spec("block=3").pool == "cls"
+    assert tokens.parse_spec("block=3", default_pool="mean").pool == "mean"
+    assert E.info("mae_base:block=3")["description"].endswith("tokens pool=cls:block=3")
+    # Theia pools its spatial tokens by default, SigLIP has no CLS token: both default to the mean
+    assert E.info("theia_tiny:block=3")["description"].endswith("tokens pool=mean:block=3")
+    assert E.info("siglip2_base:norm=no")["description"].endswith("tokens pool=mean:norm=no")

@@ -166,4 +166,5 @@ for _name, _m in MODELS.items():
                      published=spec(_name).published, licence=LICENCE,
                      description=f"{_m.config} image tower (open_clip), MAP-head pooled output")(
         lambda n=_name, **kw: _make(n, **kw))
-    token_opts.enable(_name, width=_width, patch_grid=(_side, _side), pools=("mean", "max", "grid"))
+    token_opts.enable(_name, width=_width, patch_grid=(_side, _side), pools=("mean", "max", "grid"),
+                      default_pool="mean")

@@ -147,4 +147,4 @@ for _name, _m in MODELS.items():
                      published=spec(_name).published, licence=LICENCE,
                      description=f"Theia-{_m.size} ({_m.targets}) DeiT backbone, mean of the patch tokens")(
         lambda n=_name, **kw: _make(n, **kw))
-    token_opts.enable(_name, width=_m.width, patch_grid=(INPUT // PATCH, INPUT // PATCH))
+    token_opts.enable(_name, width=_m.width, patch_grid=(INPUT // PATCH, INPUT // PATCH), default_pool="mean")

@@ -6,6 +6,7 @@ so every ViT family in the zoo takes the same options, appended to its name with
 colons (any order, each at most once)::
 
     dinov2_vitb14:pool=mean        mean of the patch tokens
+    dinov2_vitb14:block=8          the family's default pool (CLS here) of block 8's tokens
     dinov2_vitb14:pool=cls         the CLS token (prefix token 0)
     dinov2_vitb14:pool=max         element-wise max over the patch tokens
     dinov2_vitb14:pool=grid        every patch token, flattened (h·w·D values)
@@ -51,8 +52,8 @@ KEYS = ("pool", "grid", "block", "norm")
 _YES, _NO = ("yes", "true", "1"), ("no", "false", "0")
 _OPTION = re.compile(r"^([a-z_]+)=([^:=+]*)$")
 
-#: encoder name → (pools it supports, token width D, patch grid (h, w) at its input size)
-SUPPORTED: dict[str, tuple[tuple[str, ...], int, tuple[int, int]]] = {}
+#: encoder name → (pools it supports, token width D, patch grid (h, w) at its input size, default pool)
+SUPPORTED: dict[str, tuple[tuple[str, ...], int, tuple[int, int], str]] = {}
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,12 @@ class TokenSpec:
                            f"use grid=1..{min(patch_grid)} or pool=grid for every patch")
 
 
-def parse_spec(options: str, *, name: str = "") -> TokenSpec:
-    """``"pool=mean:block=8"`` → :class:`TokenSpec`; every mistake is a one-line :class:`PvrError`."""
+def parse_spec(options: str, *, name: str = "", default_pool: str = "cls") -> TokenSpec:
+    """``"pool=mean:block=8"`` → :class:`TokenSpec`; every mistake is a one-line :class:`PvrError`.
+
+    Without ``pool=`` (and ``grid=``) the pool is ``default_pool``: the family's own
+    (``cls``; ``mean`` for models without a CLS token or that pool by default, e.g. SigLIP, Theia).
+    """
     where = name or options
     seen: dict[str, str] = {}
     for part in options.split(":"):
@@ -112,7 +117,7 @@ def parse_spec(options: str, *, name: str = "") -> TokenSpec:
             raise PvrError(f"{where}: token option {key!r} is given twice")
         seen[key] = value
     grid = _positive(seen["grid"], "grid", where) if "grid" in seen else None
-    pool = seen.get("pool", "grid" if grid is not None else "cls")
+    pool = seen.get("pool", "grid" if grid is not None else default_pool)
     if pool not in POOLS:
         raise PvrError(f"{where}: pool={pool!r} is not one of {', '.join(POOLS)}")
     if grid is not None and pool != "grid":
@@ -205,13 +210,15 @@ def identity(spec: TokenSpec | None) -> dict:
 
 
 # -- names ---------------------------------------------------------------------------
-def enable(name: str, *, width: int, patch_grid: tuple[int, int], pools: tuple[str, ...] = POOLS) -> None:
+def enable(name: str, *, width: int, patch_grid: tuple[int, int], pools: tuple[str, ...] = POOLS,
+           default_pool: str = "cls") -> None:
     """Let ``name:<options>`` resolve; the factory of ``name`` must accept ``tokens=TokenSpec``.
 
     ``width`` (D) and ``patch_grid`` (the token grid at the encoder's input size) let
-    ``pvr encoders`` report the size of each option without building the model.
+    ``pvr encoders`` report the size of each option without building the model;
+    ``default_pool`` is the pool of an option that names none (``name:block=6``).
     """
-    SUPPORTED[name] = (tuple(pools), int(width), (int(patch_grid[0]), int(patch_grid[1])))
+    SUPPORTED[name] = (tuple(pools), int(width), (int(patch_grid[0]), int(patch_grid[1])), default_pool)
 
 
 def _rule(name: str) -> Entry | None:
@@ -226,8 +233,8 @@ def _rule(name: str) -> Entry | None:
         vits = ", ".join(sorted(SUPPORTED)[:12]) or "none registered"
         raise PvrError(f"{name}: encoder {base!r} takes no token options (pool=, grid=, block=, norm=); "
                        f"they apply to ViT encoders such as {vits}")
-    spec = parse_spec(options, name=name)
-    pools, width, patch_grid = SUPPORTED[base]
+    pools, width, patch_grid, default_pool = SUPPORTED[base]
+    spec = parse_spec(options, name=name, default_pool=default_pool)
     if spec.pool not in pools:
         raise PvrError(f"{name}: {base} does not offer pool={spec.pool}; it offers {', '.join(pools)}")
 
