@@ -443,3 +443,28 @@ def test_a_last_batch_of_one_frame_joins_the_previous_one():
     p(got[0]["obs"], got[0]["first"])  # runs
     # windows longer than one step keep their batches as they were
     assert len(list(batches(data, unroll=2, batch_size=128, seed=1, epoch=1))) == 2
+
+
+def test_fine_tuning_windows_fuse_like_frozen_features():
+    # --train_embedding encodes raw frames per batch; its observations must equal the frozen-feature ones
+    from pvr.bc.trainer import _encode_window
+    from pvr.embed import make_encoder
+
+    rng = np.random.default_rng(0)
+    ends = np.array([4, 9])
+    frames = rng.integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    prop = rng.normal(size=(9, 5)).astype(np.float32)
+    enc = make_encoder("random", seed=3).eval()
+    with torch.no_grad():
+        feats = enc(torch.from_numpy(frames)).numpy()
+    first = episode_starts(ends, 9)
+    raw = Demonstrations(frames, np.zeros((9, 2), np.float32), first, stack_indices(ends, 3), raw=True,
+                         stack_mode="diff", proprio=prop)
+    frozen = Demonstrations(feats, np.zeros((9, 2), np.float32), first, stack_indices(ends, 3),
+                            stack_mode="diff", proprio=prop)
+    cfg = TrainConfig(env="x", embedding_name="random", recipe="cortexbench").validate()
+    index = torch.arange(9).view(1, 9)
+    with torch.no_grad():
+        got = _encode_window(enc, raw, index, cfg, torch.device("cpu"))
+    np.testing.assert_allclose(got.numpy(), frozen.observations(index.numpy()), rtol=1e-5, atol=1e-5)
+    assert got.shape == (1, 9, 3 * feats.shape[1] + 5)
