@@ -24,6 +24,11 @@ FRAGMENTS = [
     ("Tasks: ImageNav", "tasks-imagenav.md"),
     ("Tasks: Atari", "tasks-atari.md"),
     ("Evaluation", "evaluation.md"),
+    # the peers pvr also reproduces: the "Original" column is their upstream code
+    ("Zoo: robotics (upstream)", "zoo-robotics.md"),
+    ("Zoo: foundation (upstream)", "zoo-foundation.md"),
+    ("MetaWorld (CortexBench)", "metaworld.md"),
+    ("Recipe cortexbench (eai-vc)", "cortexbench-recipe.md"),
 ]
 
 
