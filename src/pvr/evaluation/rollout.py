@@ -16,6 +16,7 @@ from pvr.bc.policy import Policy
 from pvr.bc.stacking import OnlineStacker
 from pvr.encoders import Encoder
 from pvr.encoders.base import encode
+from pvr.evaluation.vector import ParallelSlots, SequentialSlots, default_num_envs, make_slots
 from pvr.utils import module_device
 
 
@@ -58,21 +59,32 @@ def make_eval_env(env_name: str, env_kwargs: dict | None = None, frame_skips: in
 
 
 def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, seed: int = 0,
-             num_envs: int = 8, env_kwargs: dict | None = None, num_input_frames: int = 1,
+             num_envs: int | None = None, env_kwargs: dict | None = None, num_input_frames: int = 1,
              frame_stack_mode: str = "cat", desc: str | None = None, progress: bool = True,
-             envs: list | None = None, videos: int = 0, video_dir: str | Path | None = None,
-             frame_skips: int = 1, frame_skip_mode: str = "last", proprio_dims: int = 0) -> dict:
+             envs: "list | SequentialSlots | ParallelSlots | None" = None, videos: int = 0,
+             video_dir: str | Path | None = None, frame_skips: int = 1, frame_skip_mode: str = "last",
+             proprio_dims: int = 0, parallel: bool = True) -> dict:
     """Mean return, success rate and length over ``episodes`` episodes (deterministic actions).
 
+    ``num_envs`` environments play at once (default: one per available core, at most
+    ``episodes``); with ``parallel`` each runs in its own process, which gives the same
+    results as stepping them here one after another. ``envs`` reuses environments built
+    by the caller (a list, or slots from :func:`pvr.evaluation.vector.make_slots`).
     ``videos=N`` writes the first N episodes as GIFs (what the agent saw) to ``video_dir``.
     ``frame_skips``/``frame_skip_mode`` apply to the environments built here (not to ``envs``).
     ``proprio_dims`` > 0 appends that prefix of ``info["true_state"]`` to each observation, as in training."""
     if episodes <= 0:
         return {"return": float("nan"), "success": float("nan"), "length": float("nan"), "episodes": 0}
     own = envs is None
-    b = min(num_envs, episodes)
-    envs = envs[:b] if envs is not None else [make_eval_env(env_name, env_kwargs, frame_skips, frame_skip_mode)
-                                              for _ in range(b)]
+    b = min(num_envs or default_num_envs(episodes), episodes)
+    if own:
+        slots = make_slots(env_name, b, env_kwargs, frame_skips, frame_skip_mode, parallel=parallel)
+    elif isinstance(envs, list):
+        slots = SequentialSlots(envs[:b])
+    else:
+        slots = envs
+        if slots.num_envs != b:
+            raise ValueError(f"{slots.num_envs} prepared environments for {b} slots")
     policy.eval()
     encoder.eval()
     stacker = OnlineStacker(b, num_input_frames, frame_stack_mode)
@@ -91,18 +103,22 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
         recording: dict[int, list] = {}  # env slot → frames of an episode being recorded
         episode_of = np.zeros(b, dtype=int)
 
-        def start(j: int) -> None:
+        def start(js: list[int]) -> None:
+            """Slots ``js`` (in slot order) play the next episodes, episode i reset with seed ``seed + i``."""
             nonlocal next_episode
-            episode_of[j] = next_episode
-            obs[j], infos[j] = envs[j].reset(seed=seed + next_episode)
-            if next_episode < videos:
-                recording[j] = [_viewable(obs[j])]
-            next_episode += 1
-            active[j], first[j] = True, True
-            ep_ret[j], ep_len[j], ep_success[j] = 0.0, 0, bool(infos[j].get("success", False))
+            js = js[:episodes - next_episode]
+            if not js:
+                return
+            numbers = list(range(next_episode, next_episode + len(js)))
+            next_episode += len(js)
+            for j, n, (o, info) in zip(js, numbers, slots.reset(js, [seed + n for n in numbers])):
+                episode_of[j], obs[j], infos[j] = n, o, info
+                if n < videos:
+                    recording[j] = [_viewable(o)]
+                active[j], first[j] = True, True
+                ep_ret[j], ep_len[j], ep_success[j] = 0.0, 0, bool(info.get("success", False))
 
-        for j in range(b):
-            start(j)
+        start(list(range(b)))
         while active.any():
             feats = _encode(encoder, obs, infos)  # inactive slots carry their last frame; results ignored
             dev = module_device(policy)
@@ -112,25 +128,25 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
             actions, state = policy.act(x, torch.from_numpy(first.copy()).to(dev), state)
             actions = actions.cpu().numpy()
             first[:] = False
-            for j in np.flatnonzero(active):
-                obs[j], r, term, trunc, infos[j] = envs[j].step(actions[j])
+            done = []
+            for j, (o, r, term, trunc, info) in sorted(slots.step(actions, active).items()):
+                obs[j], infos[j] = o, info
                 if j in recording:
-                    recording[j].append(_viewable(obs[j]))
+                    recording[j].append(_viewable(o))
                 ep_ret[j] += float(r)
                 ep_len[j] += 1
-                ep_success[j] |= bool(infos[j].get("success", False))
+                ep_success[j] |= bool(info.get("success", False))
                 if term or trunc:
                     returns.append(ep_ret[j]); successes.append(ep_success[j]); lengths.append(ep_len[j])
                     bar.update(1)
                     active[j] = False
+                    done.append(j)
                     if j in recording:
                         _write_gif(recording.pop(j), Path(video_dir or ".") / f"{env_name}-episode{episode_of[j]}.gif")
-                    if next_episode < episodes:
-                        start(j)
+            start(done)
     finally:
         bar.close()
         if own:
-            for e in envs:
-                e.close()
+            slots.close()
     return {"return": float(np.mean(returns)), "success": float(np.mean(successes)),
             "length": float(np.mean(lengths)), "episodes": len(returns)}

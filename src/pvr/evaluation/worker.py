@@ -8,6 +8,7 @@ SIGKILL included.
 """
 from __future__ import annotations
 
+import atexit
 import io
 import multiprocessing as mp
 import os
@@ -47,7 +48,8 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
 
         pvr.plugins.load(spec.get("plugins", []))
         from pvr.embed import make_encoder
-        from pvr.evaluation.rollout import evaluate, make_eval_env
+        from pvr.evaluation.rollout import evaluate
+        from pvr.evaluation.vector import default_num_envs, make_slots
 
         encoder = make_encoder(spec["embedding_name"], seed=spec.get("encoder_seed"), **spec["encoder_kwargs"])
         if encoder.fingerprint != spec["fingerprint"]:
@@ -58,8 +60,12 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
         encoder.to(device)
         policy = Policy(spec["obs_dim"], ActionSpec.from_dict(spec["action"]), **spec["policy_kwargs"]).to(device)
         skips, skip_mode = int(spec.get("frame_skips", 1)), spec.get("frame_skip_mode", "last")
-        envs = {name: [make_eval_env(name, spec["env_kwargs"][name], skips, skip_mode)
-                       for _ in range(min(spec["num_envs"], max(spec["episodes"], 1)))] for name in spec["envs"]}
+        # the env processes (one per slot, kept for the whole run) are started once, here
+        num_envs = min(spec.get("num_envs") or default_num_envs(spec["episodes"]), max(spec["episodes"], 1))
+        envs = {}
+        for name in spec["envs"]:
+            envs[name] = make_slots(name, num_envs, spec["env_kwargs"][name], skips, skip_mode,
+                                    parallel=spec.get("parallel", True), plugins=spec.get("plugins", []))
         results.put(("ready", None, None))
     except BaseException as e:  # report, then exit
         results.put(("error", None, _describe(e)))
@@ -76,10 +82,10 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
                 if "encoder" in weights:  # fine-tuned encoder: its weights change every epoch
                     encoder.load_state_dict(weights["encoder"])
                 out = {}
-                for name, env_list in envs.items():
+                for name, slots in envs.items():
                     out[name] = evaluate(policy, encoder, name, episodes=spec["episodes"], seed=spec["seed"],
-                                         num_envs=spec["num_envs"], num_input_frames=spec["num_input_frames"],
-                                         frame_stack_mode=spec["frame_stack_mode"], envs=env_list,
+                                         num_envs=num_envs, num_input_frames=spec["num_input_frames"],
+                                         frame_stack_mode=spec["frame_stack_mode"], envs=slots,
                                          proprio_dims=proprio_dims(name) if spec.get("proprio") else 0,
                                          desc=f"{name} @ {epoch}", progress=spec.get("progress", True))
                 results.put(("result", epoch, out))
@@ -87,9 +93,8 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
                 results.put(("error", epoch, _describe(e)))
                 return
     finally:
-        for env_list in envs.values():
-            for e in env_list:
-                e.close()
+        for slots in envs.values():
+            slots.close()
 
 
 def _describe(e: BaseException) -> str:
@@ -105,9 +110,13 @@ class EvalWorker:
         ctx = mp.get_context("spawn")
         self._requests = ctx.Queue()
         self._results = ctx.Queue()
+        # Not a daemon: a daemon may not start children, and the worker starts one process per evaluation
+        # env. It still cannot outlive this process: Linux kills it when this one dies (die_with_parent),
+        # and an interpreter exiting without close() kills it first instead of waiting for it.
         self.proc = ctx.Process(target=_worker_main, args=(spec, self._requests, self._results, os.getpid()),
-                                daemon=True, name="pvr-eval")
+                                daemon=False, name="pvr-eval")
         self.proc.start()
+        atexit.register(self._kill_at_exit)
         self.in_flight: int | None = None
         self._wait("ready")
 
@@ -156,8 +165,14 @@ class EvalWorker:
         self.in_flight = None
         return epoch, out
 
+    def _kill_at_exit(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+
     def close(self, *, now: bool = False) -> None:
         """Stop the worker: politely after its current job, or at once (``now``, on errors and Ctrl-C)."""
+        atexit.unregister(self._kill_at_exit)
         if self.proc.is_alive() and now:
             self.proc.kill()
         if self.proc.is_alive():

@@ -1,0 +1,185 @@
+"""Evaluation environments as "slots": stepped one after another, or in parallel processes.
+
+The rollout loop (:func:`pvr.evaluation.rollout.evaluate`) asks a slot set to reset
+some slots with given seeds and to step the active ones; both implementations give
+the same observations, rewards and infos for the same seeds, so results do not
+depend on which one runs.
+
+:class:`ParallelSlots` runs each environment in its own process through Gymnasium's
+``AsyncVectorEnv`` (shared-memory observations, no autoreset: pvr decides which
+episode, and which seed, a slot plays next). A slot whose episode ended and has no
+episode left idles: its process answers ``step`` with the last transition without
+touching the environment. Env processes ignore the signals meant for the trainer
+(Ctrl-C, Slurm's USR2) and are SIGKILLed by Linux when the process that owns them
+dies, SIGKILL included, so none outlives an evaluation.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+Transition = tuple[Any, float, bool, bool, dict]
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: its affinity mask, narrowed by Slurm's ``SLURM_CPUS_PER_TASK``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        cores = min(cores, int(slurm))
+    return max(1, cores)
+
+
+def default_num_envs(episodes: int) -> int:
+    """One environment per available core, never more than there are episodes to play."""
+    return max(1, min(available_cores(), max(episodes, 1)))
+
+
+class SequentialSlots:
+    """Environments in this process, stepped one after another (the baseline, and ``num_envs == 1``)."""
+
+    def __init__(self, envs: list):
+        self.envs = list(envs)
+        self.num_envs = len(self.envs)
+
+    def reset(self, slots: list[int], seeds: list[int]) -> list[tuple[Any, dict]]:
+        return [self.envs[j].reset(seed=s) for j, s in zip(slots, seeds)]
+
+    def step(self, actions: np.ndarray, active: np.ndarray) -> dict[int, Transition]:
+        return {int(j): self.envs[j].step(actions[j]) for j in np.flatnonzero(active)}
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
+
+
+class HoldWhenDone(gym.Wrapper):
+    """After its episode ends, ``step`` repeats the last transition and leaves the environment alone.
+
+    Lets a vector of environments be stepped as a whole while the slots that have no
+    episode left idle (stepping a finished episode is an error in some suites)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._last: Transition | None = None
+
+    def reset(self, **kwargs):
+        self._last = None
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        if self._last is not None:
+            obs, _, term, trunc, info = self._last
+            return obs, 0.0, term, trunc, info
+        out = self.env.step(action)
+        if out[2] or out[3]:
+            self._last = out
+        return out
+
+
+def _make_held(env_name: str, env_kwargs: dict | None, frame_skips: int, frame_skip_mode: str) -> gym.Env:
+    from pvr.evaluation.rollout import make_eval_env
+
+    return HoldWhenDone(make_eval_env(env_name, env_kwargs, frame_skips, frame_skip_mode))
+
+
+def _env_process(owner_pid: int, plugins: list[str], *args) -> None:
+    """Entry point of one env process: tied to its owner, quiet on the trainer's signals, then Gymnasium's worker."""
+    from gymnasium.vector.async_vector_env import _async_worker
+
+    from pvr.utils.procs import die_with_parent
+
+    die_with_parent(owner_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides when an evaluation stops
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    if "torch" in sys.modules:  # rendering needs no intra-op threads; the owner's encoder does
+        import torch
+
+        torch.set_num_threads(1)
+    import pvr.plugins  # (headless rendering settings come with the owner's environment variables)
+
+    pvr.plugins.load(plugins)
+    _async_worker(*args)
+
+
+def _unbatch_info(infos: dict, j: int) -> dict:
+    """Slot ``j``'s info dict from Gymnasium's batched infos (arrays with ``_key`` presence masks)."""
+    out = {}
+    for key, value in infos.items():
+        if key.startswith("_"):
+            continue
+        mask = infos.get(f"_{key}")
+        if isinstance(value, dict):
+            if mask is None or mask[j]:
+                out[key] = _unbatch_info(value, j)
+        elif mask is not None and mask[j]:
+            out[key] = value[j]
+    return out
+
+
+class ParallelSlots:
+    """``num_envs`` evaluation environments, each in its own process (Gymnasium's ``AsyncVectorEnv``)."""
+
+    def __init__(self, env_name: str, num_envs: int, env_kwargs: dict | None = None, frame_skips: int = 1,
+                 frame_skip_mode: str = "last", plugins: list[str] | None = None, context: str = "spawn"):
+        import pvr.plugins
+
+        factory = functools.partial(_make_held, env_name, dict(env_kwargs or {}), int(frame_skips), frame_skip_mode)
+        worker = functools.partial(_env_process, os.getpid(), list(plugins if plugins is not None
+                                                                     else pvr.plugins.loaded()))
+        self.num_envs = num_envs
+        self.vec = gym.vector.AsyncVectorEnv([factory] * num_envs, shared_memory=True, copy=True, context=context,
+                                             daemon=True, worker=worker,
+                                             autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.vec.processes]
+
+    def reset(self, slots: list[int], seeds: list[int]) -> list[tuple[Any, dict]]:
+        mask = np.zeros(self.num_envs, dtype=bool)
+        mask[slots] = True
+        seed_of: list[int | None] = [None] * self.num_envs
+        for j, s in zip(slots, seeds):
+            seed_of[j] = int(s)
+        obs, infos = self.vec.reset(seed=seed_of, options={"reset_mask": mask})
+        return [(obs[j], _unbatch_info(infos, j)) for j in slots]
+
+    def step(self, actions: np.ndarray, active: np.ndarray) -> dict[int, Transition]:
+        # every process steps (the idle ones answer at once from HoldWhenDone), in parallel
+        self.vec.step_async(np.asarray(actions))
+        obs, rew, term, trunc, infos = self.vec.step_wait()
+        return {int(j): (obs[j], float(rew[j]), bool(term[j]), bool(trunc[j]), _unbatch_info(infos, j))
+                for j in np.flatnonzero(active)}
+
+    def close(self) -> None:
+        try:
+            self.vec.close(terminate=False)
+        except Exception:  # a dead env process: make sure none is left
+            self.vec.close(terminate=True)
+
+
+def make_slots(env_name: str, num_envs: int, env_kwargs: dict | None = None, frame_skips: int = 1,
+               frame_skip_mode: str = "last", parallel: bool = True, plugins: list[str] | None = None):
+    """Parallel slots when ``parallel`` and ``num_envs > 1``; environments in this process otherwise,
+    or (with a warning) when the environments cannot run in processes of their own."""
+    from pvr.evaluation.rollout import make_eval_env
+
+    if parallel and num_envs > 1:
+        try:
+            return ParallelSlots(env_name, num_envs, env_kwargs, frame_skips, frame_skip_mode, plugins)
+        except Exception as e:  # noqa: BLE001 — the sequential path reports a genuine env error itself
+            warnings.warn(f"{env_name}: evaluation environments cannot run in parallel processes ({e}); "
+                          "stepping them one after another", stacklevel=2)
+    return SequentialSlots([make_eval_env(env_name, env_kwargs, frame_skips, frame_skip_mode)
+                            for _ in range(num_envs)])
