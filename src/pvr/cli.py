@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="evaluate a saved run's policy")
     s.add_argument("run_dir")
     s.add_argument("--num_episodes_test", type=int, default=50)
-    s.add_argument("--num_envs_test", type=int, default=8)
+    s.add_argument("--num_envs_test", type=int, default=None,
+                   help="environments played at once, each in its own process (default: one per core)")
     s.add_argument("--env", default=None, help="environments (default: the run's), comma-separated")
     s.add_argument("--seed", type=int, default=None, help="episode seed base (default: the run's)")
     s.add_argument("--video", type=int, default=0, metavar="N",

@@ -35,7 +35,9 @@ class TrainConfig:
                                       "recipe's: original: its points, epoch 0 and 1-5, 10-60 (by tens), 80 and "
                                       "100 percent of --epochs; cortexbench: 5 (after epochs 6, 11, ..., as "
                                       "CortexBench counts)", recipe=True)
-    num_envs_test: int = _f(8, "environments stepped together (one batched encoder + policy) during evaluation")
+    num_envs_test: int | None = _f(None, "environments played at once during evaluation, each in its own process, "
+                                        "with one batched encoder + policy (default: one per available core, "
+                                        "Slurm's allocation included, at most --num_episodes_test)")
     env_kwargs: str = _f("", "JSON dict of keyword arguments for pvr.envs.make at evaluation "
                               "(default: those recorded in the dataset)")
     frame_skips: int = _f(1, "evaluation environments repeat each action this many times (rewards summed); the "
