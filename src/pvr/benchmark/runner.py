@@ -268,8 +268,8 @@ def estimate(plan: Plan) -> dict:
             embeds.append((r.cfg.embedding_name, frames_of[env]))
     epochs = sum(r.cfg.epochs for r in todo)
     train_frames = sum(r.cfg.epochs * sum(frames_of[e] for e in r.task.envs) for r in todo)
-    eval_frames = sum(_points(r.cfg) * r.cfg.num_episodes_test * ep_len[e]
-                      for r in todo for e in r.task.envs)
+    eval_frames = int(sum(_points(r.cfg) * r.cfg.num_episodes_test * ep_len[e]
+                      for r in todo for e in r.task.envs))
 
     def embed_cost(name: str) -> float:
         fam = "random" if name.startswith("random") else name
