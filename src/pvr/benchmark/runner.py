@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import shutil
 import time
@@ -118,7 +119,7 @@ def plan(protocol: Protocol, embedding_names: str, *, seeds: str | None = None, 
                     cfg.validate()
                 except (PvrError, TypeError, ValueError) as e:  # e.g. train: {batch_size: "x"}
                     raise PvrError(f"protocol {protocol.name} ({protocol.source}), task {task.env}: {e}; "
-                                   "fix its train: settings") from None
+                                   "fix the protocol file") from None
                 check_run_dir(cfg)  # a directory holding other settings: refuse before any work
                 runs.append(Run(task, cfg))
     return Plan(protocol, encoders, seed_list, root, data, runs)
@@ -131,15 +132,19 @@ def _suite(env: str) -> str:
     return pvr.envs.suite_for(env).name
 
 
-def unavailable_here(env: str) -> str | None:
-    """Why the suite of ``env`` cannot run on this machine, or None."""
+@functools.lru_cache(maxsize=1)
+def _probes() -> dict[str, str | None]:
+    """Suite → why it cannot run here (None: it can); probed once per process."""
     import pvr.envs
 
+    return {s.name: None if s.works else s.reason for s in pvr.envs.suites()}
+
+
+def unavailable_here(env: str) -> str | None:
+    """Why the suite of ``env`` cannot run on this machine, or None."""
     suite = _suite(env)
-    for s in pvr.envs.suites():
-        if s.name == suite:
-            return None if s.works else f"the {suite} suite cannot run here: {s.reason}"
-    return None
+    reason = _probes().get(suite)
+    return None if reason is None else f"the {suite} suite cannot run here: {reason}"
 
 
 def dataset_state(data_path: Path, env: str) -> tuple[int, int, dict | None]:
