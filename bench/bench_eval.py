@@ -1,0 +1,137 @@
+"""Evaluation steps/s with an encoder in the loop: the original's scheme vs pvr, in one invocation.
+
+    .venv/bin/python bench/bench_eval.py [--encoder efficientnet_lite0] [--num_envs N] [--episodes_per_env 2]
+                                          [--envs DMC-reacher-easy,MiniGrid-Empty-8x8-v0]
+
+For each environment (DMC at 224 px, MiniGrid at its native 56 px; episodes shortened
+to --length policy steps so a run takes seconds) it measures, on the same episodes
+(episode i reset with seed i), random-init weights (speed does not depend on them):
+
+- original: one process per environment, each with its own encoder + policy copy,
+            batch-1 inference (one torch thread each, N processes on the cores);
+- sequential: pvr's ``evaluate`` with the N environments in this process, stepped one
+            after another, one batched encoder + policy call per step;
+- parallel: pvr's ``evaluate`` with the N environments in N processes (AsyncVectorEnv),
+            the same batched call.
+
+Env and model set-up is outside the timed part in all three (pvr's evaluation worker
+builds its env processes once per run). Steps/s counts policy steps of all envs.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+
+import numpy as np
+import torch
+
+import pvr.headless
+
+pvr.headless.configure()
+
+import pvr.encoders as E  # noqa: E402
+from pvr.bc.policy import ActionSpec, Policy  # noqa: E402
+from pvr.encoders.base import encode  # noqa: E402
+from pvr.evaluation.rollout import evaluate, make_eval_env  # noqa: E402
+from pvr.evaluation.vector import available_cores, make_slots  # noqa: E402
+
+
+def env_kwargs(name: str, length: int) -> dict:
+    if name.startswith("DMC-"):  # reacher's control step is 0.02 s
+        return {"image_size": 224, "task_kwargs": {"time_limit": length * 0.02 - 1e-6}}
+    if name.startswith("MiniGrid-"):
+        return {"max_steps": length}
+    return {}
+
+
+def build(encoder: str, name: str, kw: dict):
+    env = make_eval_env(name, kw)
+    action = ActionSpec.from_space(env.action_space)
+    env.close()
+    torch.manual_seed(0)
+    enc = E.create(encoder, pretrained=False)
+    return enc, Policy(enc.dim, action, hidden_size=256), action
+
+
+def _original_actor(encoder: str, name: str, kw: dict, episodes: list[int], barrier, out) -> None:
+    """One actor of the original's scheme: its own env, encoder and policy, one frame at a time."""
+    torch.set_num_threads(1)
+    enc, policy, _ = build(encoder, name, kw)
+    env = make_eval_env(name, kw)
+    enc.eval(), policy.eval()
+    with torch.inference_mode():  # warm-up, as pvr's timed part follows one
+        encode(enc, torch.as_tensor(env.reset(seed=0)[0])[None])
+    barrier.wait()
+    steps = 0
+    with torch.inference_mode():
+        for ep in episodes:
+            obs, _ = env.reset(seed=ep)
+            state, first, done = policy.initial_state(1), torch.ones(1, dtype=torch.bool), False
+            while not done:
+                feat = encode(enc, torch.as_tensor(obs)[None])
+                action, state = policy.act(feat.float(), first, state)
+                first = torch.zeros(1, dtype=torch.bool)
+                obs, _, term, trunc, _ = env.step(action.numpy()[0])
+                done, steps = term or trunc, steps + 1
+    env.close()
+    out.put((steps, time.perf_counter()))
+
+
+def original(encoder: str, name: str, kw: dict, n: int, episodes: int) -> float:
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(n + 1), ctx.Queue()
+    procs = [ctx.Process(target=_original_actor, args=(encoder, name, kw, list(range(i, episodes, n)), barrier, out),
+                         daemon=True) for i in range(n)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(s for s, _ in results) / (max(t for _, t in results) - t0)
+
+
+def pvr_rate(enc, policy, name: str, kw: dict, n: int, episodes: int, parallel: bool) -> float:
+    slots = make_slots(name, n, kw, parallel=parallel)
+    try:
+        evaluate(policy, enc, name, episodes=n, seed=10**6, num_envs=n, envs=slots, progress=False)  # warm-up
+        t0 = time.perf_counter()
+        r = evaluate(policy, enc, name, episodes=episodes, seed=0, num_envs=n, envs=slots, progress=False)
+        dt = time.perf_counter() - t0
+    finally:
+        slots.close()
+    return r["length"] * r["episodes"] / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--encoder", default="efficientnet_lite0")
+    ap.add_argument("--envs", default="DMC-reacher-easy,MiniGrid-Empty-8x8-v0")
+    ap.add_argument("--num_envs", type=int, default=None, help="default: one per available core")
+    ap.add_argument("--episodes_per_env", type=int, default=2)
+    ap.add_argument("--length", type=int, default=20, help="policy steps per episode")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of pvr's process (default 1, as its evaluation worker)")
+    a = ap.parse_args()
+    n = a.num_envs or available_cores()
+    torch.set_num_threads(a.threads)
+    load = open("/proc/loadavg").read().split()[0]
+    print(f"{a.encoder}, {n} envs, {a.episodes_per_env * n} episodes of {a.length} steps; "
+          f"{available_cores()} cores, load average {load}; torch {torch.get_num_threads()} threads in pvr's process")
+    print("| env | original: N procs, batch-1, N model copies (steps/s) | pvr sequential (steps/s) "
+          "| pvr parallel (steps/s) | parallel / original | parallel / sequential |")
+    print("|---|---|---|---|---|---|")
+    for name in a.envs.split(","):
+        kw = env_kwargs(name, a.length)
+        episodes = a.episodes_per_env * n
+        enc, policy, _ = build(a.encoder, name, kw)
+        r_orig = original(a.encoder, name, kw, n, episodes)
+        r_seq = pvr_rate(enc, policy, name, kw, n, episodes, parallel=False)
+        r_par = pvr_rate(enc, policy, name, kw, n, episodes, parallel=True)
+        print(f"| {name} | {r_orig:.1f} | {r_seq:.1f} | {r_par:.1f} | ×{r_par / r_orig:.2f} | ×{r_par / r_seq:.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
