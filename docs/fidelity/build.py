@@ -24,6 +24,7 @@ FRAGMENTS = [
     ("Tasks: ImageNav", "tasks-imagenav.md"),
     ("Tasks: Atari", "tasks-atari.md"),
     ("Evaluation", "evaluation.md"),
+    ("Evaluation", "parallel-eval.md"),
     # the peers pvr also reproduces: the "Original" column is their upstream code
     ("Zoo: robotics (upstream)", "zoo-robotics.md"),
     ("Zoo: foundation (upstream)", "zoo-foundation.md"),
