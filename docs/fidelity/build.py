@@ -25,6 +25,7 @@ FRAGMENTS = [
     ("Tasks: Atari", "tasks-atari.md"),
     ("Evaluation", "evaluation.md"),
     ("Evaluation", "parallel-eval.md"),
+    ("Benchmark", "benchmark.md"),
     # the peers pvr also reproduces: the "Original" column is their upstream code
     ("Zoo: robotics (upstream)", "zoo-robotics.md"),
     ("Zoo: foundation (upstream)", "zoo-foundation.md"),
