@@ -62,7 +62,7 @@ def run(q: QuickstartConfig) -> dict:
               "evaluation in parallel", flush=True)
         cfg = TrainConfig(env=q.env, embedding_name=name, data_path=str(data_path), save_path=str(save_path),
                           xpid=f"{q.env}-{name}-s{q.seed}", seed=q.seed, epochs=epochs,
-                          num_episodes_test=q.num_episodes_test, eval_every=10, num_envs_test=q.num_episodes_test,
+                          num_episodes_test=q.num_episodes_test, eval_every=10,
                           batch_norm=True, hidden_size=256, batch_size=4, unroll_length=10, learning_rate=1e-3)
         runs.append(train(cfg))
 
