@@ -371,18 +371,12 @@ def prepare(plan: Plan, echo=print) -> dict[str, float]:
 
 def embed_run(cfg: TrainConfig) -> float:
     """Embed the run's datasets with its encoder unless cached; return the seconds it took."""
-    from pvr.embed import embed, find_features, make_encoder, open_dataset
+    from pvr.launch.job import embed_first
 
     if cfg.train_embedding:
         return 0.0
     t0 = time.time()
-    for env in cfg.envs:
-        with open_dataset(cfg.data_path, env) as ds:
-            enc = make_encoder(cfg.embedding_name, ds, seed=cfg.seed)
-            if find_features(ds, enc) is not None:
-                continue
-        with open_dataset(cfg.data_path, env, mode="a") as wds:
-            embed(wds, enc, wait=True, progress=True)
+    embed_first(cfg, progress=True)
     return time.time() - t0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from pvr.encoders import tokens as token_opts
 from pvr.encoders.base import Encoder, Preprocess
 from pvr.encoders.registry import register_encoder
-from pvr.encoders.upstream import UpstreamSpec, load_mae_vit, mae_vit
+from pvr.encoders.upstream import UpstreamSpec, mae_vit, mae_vit_encoder
 
 #: pvr name → (MVP model name, embed dim, depth, heads, image size, download link from MVP's model zoo)
 MODELS = {
@@ -64,17 +64,8 @@ def preprocess(name: str) -> Preprocess:
 def _make(name: str, train: bool = False, pretrained: bool = True,
           tokens: token_opts.TokenSpec | None = None) -> Encoder:
     path = spec(name).require(name) if pretrained else None
-    net = vit(name)
-    # ``<name>:pool=mean``, ``:block=K`` ... (pvr.encoders.tokens); checked before any weights are read
-    width, depth = net.embed_dim, len(net.blocks)
-    backbone, dim, ident = token_opts.apply(net, tokens, name=name, native_dim=width, width=width, depth=depth,
-                                            patch_grid=tuple(net.patch_embed.grid_size))
-    source = "random init (pretrained=False)"
-    if path is not None:
-        load_mae_vit(net, path, resize_pos_embed=False)
-        source = str(path)
-    return Encoder(name, backbone, preprocess(name), dim=dim, trainable=train, weights_source=source,
-                   extra_identity=ident, micro_batch=MICRO_BATCH)
+    return mae_vit_encoder(name, vit(name), path, preprocess(name), train=train, tokens=tokens,
+                           resize_pos_embed=False, micro_batch=MICRO_BATCH)
 
 
 for _name, (_model, _dim, _depth, _heads, _size, _url) in MODELS.items():

@@ -112,6 +112,26 @@ def mae_vit(*, embed_dim: int, depth: int, heads: int, img_size: int):
                              num_classes=0, global_pool="token")
 
 
+def mae_vit_encoder(name: str, net, path: Path | None, preprocess, *, train: bool, tokens, resize_pos_embed: bool,
+                    micro_batch: int, licence: str | None = None):
+    """An :class:`Encoder` over an MAE-layout ViT (MVP, VC-1): the token option applied (checked before
+    any weights are read), then the weights at ``path`` loaded, or random ones when ``path`` is None."""
+    from pvr.encoders import tokens as token_opts
+    from pvr.encoders.base import Encoder
+
+    width, depth = net.embed_dim, len(net.blocks)
+    backbone, dim, ident = token_opts.apply(net, tokens, name=name, native_dim=width, width=width, depth=depth,
+                                            patch_grid=tuple(net.patch_embed.grid_size))
+    source = "random init (pretrained=False)"
+    if path is not None:
+        load_mae_vit(net, path, resize_pos_embed=resize_pos_embed)
+        source = str(path)
+        if licence:
+            licence_notice(name, licence)
+    return Encoder(name, backbone, preprocess, dim=dim, trainable=train, weights_source=source,
+                   extra_identity=ident, micro_batch=micro_batch)
+
+
 def load_mae_vit(net, path: Path, *, resize_pos_embed: bool) -> None:
     """Load MAE's ``{"model": state}`` layout into ``net``, decoder and mask token dropped, strictly.
 

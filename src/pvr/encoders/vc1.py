@@ -24,7 +24,7 @@ from pathlib import Path
 from pvr.encoders import tokens as token_opts
 from pvr.encoders.base import Encoder, Preprocess
 from pvr.encoders.registry import register_encoder
-from pvr.encoders.upstream import UpstreamSpec, licence_notice, load_mae_vit, mae_vit
+from pvr.encoders.upstream import UpstreamSpec, mae_vit, mae_vit_encoder
 
 #: pvr name → (embed dim, depth, heads)
 MODELS = {"vc1_vitb": (768, 12, 12), "vc1_vitl": (1024, 24, 16)}
@@ -54,18 +54,8 @@ def preprocess() -> Preprocess:
 def _make(name: str, train: bool = False, pretrained: bool = True,
           tokens: token_opts.TokenSpec | None = None) -> Encoder:
     path = spec(name).require(name) if pretrained else None
-    net = vit(name)
-    # ``<name>:pool=mean``, ``:block=K`` ... (pvr.encoders.tokens); checked before any weights are read
-    width, depth = net.embed_dim, len(net.blocks)
-    backbone, dim, ident = token_opts.apply(net, tokens, name=name, native_dim=width, width=width, depth=depth,
-                                            patch_grid=tuple(net.patch_embed.grid_size))
-    source = "random init (pretrained=False)"
-    if path is not None:
-        load_mae_vit(net, path, resize_pos_embed=True)
-        source = str(path)
-        licence_notice(name, LICENCE)
-    return Encoder(name, backbone, preprocess(), dim=dim, trainable=train, weights_source=source,
-                   extra_identity=ident, micro_batch=MICRO_BATCH)
+    return mae_vit_encoder(name, vit(name), path, preprocess(), train=train, tokens=tokens,
+                           resize_pos_embed=True, micro_batch=MICRO_BATCH, licence=LICENCE)
 
 
 for _name, (_dim, _depth, _heads) in MODELS.items():

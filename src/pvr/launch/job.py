@@ -44,7 +44,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(TrainJob(self.plugins, self.cwd), cfg)
 
 
-def embed_first(cfg: TrainConfig) -> None:
+def embed_first(cfg: TrainConfig, *, progress: bool = False) -> None:
     """Embed the datasets a run needs, waiting for a concurrent job that is embedding the same ones.
 
     The runs of a sweep that share an (environment, encoder) start together; the
@@ -59,4 +59,4 @@ def embed_first(cfg: TrainConfig) -> None:
             if find_features(ds, encoder) is not None:
                 continue
         with open_dataset(cfg.data_path, env, mode="a") as wds:
-            embed(wds, encoder, wait=True, progress=False)
+            embed(wds, encoder, wait=True, progress=progress)
