@@ -1,7 +1,8 @@
 """Evaluation steps/s with an encoder in the loop: the original's scheme vs pvr, in one invocation.
 
-    .venv/bin/python bench/bench_eval.py [--encoder efficientnet_lite0] [--num_envs N] [--episodes_per_env 2]
-                                          [--envs DMC-reacher-easy,MiniGrid-Empty-8x8-v0]
+    .venv/bin/python bench/bench_eval.py [--encoders efficientnet_lite0,resnet50] [--num_envs N]
+                                          [--episodes_per_env 2] [--envs DMC-reacher-easy,MiniGrid-Empty-8x8-v0]
+                                          [--repeats 1]
 
 For each environment (DMC at 224 px, MiniGrid at its native 56 px; episodes shortened
 to --length policy steps so a run takes seconds) it measures, on the same episodes
@@ -11,8 +12,14 @@ to --length policy steps so a run takes seconds) it measures, on the same episod
             batch-1 inference (one torch thread each, N processes on the cores);
 - sequential: pvr's ``evaluate`` with the N environments in this process, stepped one
             after another, one batched encoder + policy call per step;
-- parallel: pvr's ``evaluate`` with the N environments in N processes (AsyncVectorEnv),
-            the same batched call.
+- parallel: pvr's ``evaluate`` with the N environments in N processes (one AsyncVectorEnv),
+            the same batched call, rendering and encoding one after the other;
+- pipelined: pvr's default, the N processes in two groups (two AsyncVectorEnvs): one group
+            renders while the other's frames are encoded (``pipelined / parallel`` is the
+            overlap's gain).
+
+With ``--repeats R`` the pvr parallel and pipelined runs alternate R times and the best
+rate of each is kept (a loaded machine slows single runs at random).
 
 Env and model set-up is outside the timed part in all three (pvr's evaluation worker
 builds its env processes once per run). Steps/s counts policy steps of all envs.
@@ -93,8 +100,9 @@ def original(encoder: str, name: str, kw: dict, n: int, episodes: int) -> float:
     return sum(s for s, _ in results) / (max(t for _, t in results) - t0)
 
 
-def pvr_rate(enc, policy, name: str, kw: dict, n: int, episodes: int, parallel: bool) -> float:
-    slots = make_slots(name, n, kw, parallel=parallel)
+def pvr_rate(enc, policy, name: str, kw: dict, n: int, episodes: int, parallel: bool,
+             pipeline: bool = False) -> float:
+    slots = make_slots(name, n, kw, parallel=parallel, pipeline=pipeline)
     try:
         evaluate(policy, enc, name, episodes=n, seed=10**6, num_envs=n, envs=slots, progress=False)  # warm-up
         t0 = time.perf_counter()
@@ -107,30 +115,35 @@ def pvr_rate(enc, policy, name: str, kw: dict, n: int, episodes: int, parallel: 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--encoder", default="efficientnet_lite0")
+    ap.add_argument("--encoders", "--encoder", default="efficientnet_lite0,resnet50")
     ap.add_argument("--envs", default="DMC-reacher-easy,MiniGrid-Empty-8x8-v0")
     ap.add_argument("--num_envs", type=int, default=None, help="default: one per available core")
     ap.add_argument("--episodes_per_env", type=int, default=2)
     ap.add_argument("--length", type=int, default=20, help="policy steps per episode")
+    ap.add_argument("--repeats", type=int, default=1, help="alternating pvr parallel / pipelined runs; best kept")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of pvr's process (default 1, as its evaluation worker)")
     a = ap.parse_args()
     n = a.num_envs or available_cores()
     torch.set_num_threads(a.threads)
     load = open("/proc/loadavg").read().split()[0]
-    print(f"{a.encoder}, {n} envs, {a.episodes_per_env * n} episodes of {a.length} steps; "
-          f"{available_cores()} cores, load average {load}; torch {torch.get_num_threads()} threads in pvr's process")
-    print("| env | original: N procs, batch-1, N model copies (steps/s) | pvr sequential (steps/s) "
-          "| pvr parallel (steps/s) | parallel / original | parallel / sequential |")
-    print("|---|---|---|---|---|---|")
-    for name in a.envs.split(","):
-        kw = env_kwargs(name, a.length)
-        episodes = a.episodes_per_env * n
-        enc, policy, _ = build(a.encoder, name, kw)
-        r_orig = original(a.encoder, name, kw, n, episodes)
-        r_seq = pvr_rate(enc, policy, name, kw, n, episodes, parallel=False)
-        r_par = pvr_rate(enc, policy, name, kw, n, episodes, parallel=True)
-        print(f"| {name} | {r_orig:.1f} | {r_seq:.1f} | {r_par:.1f} | ×{r_par / r_orig:.2f} | ×{r_par / r_seq:.2f} |",
-              flush=True)
+    print(f"{n} envs, {a.episodes_per_env * n} episodes of {a.length} steps; {available_cores()} cores, "
+          f"load average {load}; torch {torch.get_num_threads()} threads in pvr's process")
+    print("| encoder | env | original: N procs, batch-1, N model copies (steps/s) | pvr sequential (steps/s) "
+          "| pvr parallel (steps/s) | pvr pipelined (steps/s) | pipelined / parallel | pipelined / original |")
+    print("|---|---|---|---|---|---|---|---|")
+    for encoder in a.encoders.split(","):
+        for name in a.envs.split(","):
+            kw = env_kwargs(name, a.length)
+            episodes = a.episodes_per_env * n
+            enc, policy, _ = build(encoder, name, kw)
+            r_orig = original(encoder, name, kw, n, episodes)
+            r_seq = pvr_rate(enc, policy, name, kw, n, episodes, parallel=False)
+            r_par = r_pipe = 0.0
+            for _ in range(max(1, a.repeats)):
+                r_par = max(r_par, pvr_rate(enc, policy, name, kw, n, episodes, parallel=True, pipeline=False))
+                r_pipe = max(r_pipe, pvr_rate(enc, policy, name, kw, n, episodes, parallel=True, pipeline=True))
+            print(f"| {encoder} | {name} | {r_orig:.1f} | {r_seq:.1f} | {r_par:.1f} | {r_pipe:.1f} "
+                  f"| ×{r_pipe / r_par:.2f} | ×{r_pipe / r_orig:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

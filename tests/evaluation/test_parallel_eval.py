@@ -14,7 +14,8 @@ import pvr.encoders
 import pvr.envs
 from pvr.bc.policy import ActionSpec, Policy
 from pvr.evaluation.rollout import evaluate, make_eval_env
-from pvr.evaluation.vector import ParallelSlots, SequentialSlots, available_cores, default_num_envs, make_slots
+from pvr.evaluation.vector import (ParallelSlots, SequentialSlots, SlotGroups, available_cores,
+                                  default_num_envs, make_slots)
 
 MG, MG_KW = "MiniGrid-Empty-Random-5x5-v0", {"max_steps": 10}
 DMC, DMC_KW = "DMC-reacher-easy", {"image_size": 24, "task_kwargs": {"time_limit": 0.2}}
@@ -42,14 +43,20 @@ def _per_episode(policy, enc, env_name, kw, episodes, seed, proprio=0):
     return {k: float(np.mean([o[k] for o in out])) for k in ("return", "success", "length")}
 
 
+@pytest.mark.parametrize("pipeline", [True, False])
 @pytest.mark.parametrize("env_name,kw,proprio", [(MG, MG_KW, 4),
                                                   pytest.param(DMC, DMC_KW, 0, marks=pytest.mark.slow)])
-def test_parallel_results_equal_sequential_ones(env_name, kw, proprio):
+def test_parallel_results_equal_sequential_ones(env_name, kw, proprio, pipeline):
     policy, enc = _setup(env_name, kw, proprio)
-    episodes, b, seed = 4, 3, 11  # more episodes than slots: slots replay, then idle at the end
-    slots = make_slots(env_name, b, kw)
+    episodes, b, seed = 7, 3, 11  # more episodes than slots: slots replay, then idle at the end
+    slots = make_slots(env_name, b, kw, pipeline=pipeline)
     try:
-        assert isinstance(slots, ParallelSlots) and len(set(slots.pids)) == b
+        if pipeline:  # two groups (2 + 1 slots), each its own set of processes, stepped in turn
+            assert isinstance(slots, SlotGroups) and [g.num_envs for g in slots.groups] == [2, 1]
+            assert all(isinstance(g, ParallelSlots) for g in slots.groups)
+        else:
+            assert isinstance(slots, ParallelSlots)
+        assert len(set(slots.pids)) == b
         par = evaluate(policy, enc, env_name, episodes=episodes, seed=seed, envs=slots, num_envs=b,
                        progress=False, proprio_dims=proprio)
         again = evaluate(policy, enc, env_name, episodes=episodes, seed=seed, envs=slots, num_envs=b,
@@ -63,6 +70,38 @@ def test_parallel_results_equal_sequential_ones(env_name, kw, proprio):
     alone = _per_episode(policy, enc, env_name, kw, episodes, seed, proprio)
     for k in ("return", "success", "length"):
         assert par[k] == pytest.approx(alone[k], abs=1e-9), k
+
+
+def test_pipelined_groups_overlap_stepping_and_encoding():
+    """While one group's environments step, the other group is encoded: a group's step_wait follows the
+    other group's step_async, never its own step_async directly."""
+    policy, enc = _setup(MG, MG_KW, 0)
+    events = []
+
+    class Logged(SequentialSlots):
+        def __init__(self, tag, envs):
+            super().__init__(envs)
+            self.tag = tag
+
+        def step_async(self, actions, active):
+            events.append(("send", self.tag))
+            super().step_async(actions, active)
+
+        def step_wait(self):
+            events.append(("wait", self.tag))
+            return super().step_wait()
+
+    groups = SlotGroups([Logged("A", [make_eval_env(MG, MG_KW) for _ in range(2)]),
+                         Logged("B", [make_eval_env(MG, MG_KW) for _ in range(2)])])
+    out = evaluate(policy, enc, MG, episodes=4, seed=3, envs=groups, num_envs=4, progress=False)
+    ref = evaluate(policy, enc, MG, episodes=4, seed=3, num_envs=4, env_kwargs=MG_KW, progress=False,
+                   parallel=False)
+    groups.close()
+    assert out == ref
+    assert events[:4] == [("send", "A"), ("send", "B"), ("wait", "A"), ("send", "A")]
+    for i, (kind, tag) in enumerate(events):
+        if kind == "wait":  # the last thing before a group's wait is not that group's own send
+            assert events[i - 1] != ("send", tag) or all(t == tag for _, t in events[i:]), events[i - 3:i + 1]
 
 
 def test_minigrid_episodes_differ_so_the_comparison_means_something():

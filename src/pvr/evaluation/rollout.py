@@ -2,6 +2,10 @@
 
 Episode i (0-based) of an evaluation is reset with seed ``seed + i``, so every
 evaluation point, every encoder and every resumed run faces the same episodes.
+An episode's course depends only on its seed and the policy, so which slot plays
+it, and when, does not change its outcome; the means are taken in episode order,
+so the figures are the same however the slots are stepped (one by one, in
+parallel processes, or in two pipelined groups).
 """
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import pvr.envs
 from pvr.bc.policy import Policy
 from pvr.bc.stacking import OnlineStacker
 from pvr.encoders import Encoder
 from pvr.encoders.base import encode
-from pvr.evaluation.vector import ParallelSlots, SequentialSlots, default_num_envs, make_slots
+from pvr.evaluation.vector import (ParallelSlots, SequentialSlots, SlotGroups, default_num_envs,  # noqa: F401
+                                   make_eval_env, make_slots)
 from pvr.utils import module_device
 
 
@@ -48,28 +52,40 @@ def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
         return encode(encoder, batch.to(module_device(encoder))).cpu().numpy()
 
 
-def make_eval_env(env_name: str, env_kwargs: dict | None = None, frame_skips: int = 1,
-                  frame_skip_mode: str = "last"):
-    """One evaluation environment: the suite's env, wrapped in ``FrameSkip`` when ``frame_skips > 1``.
+class _Group:
+    """One group of slots and the state of the episodes its environments are playing."""
 
-    As in the original's testing, the policy acts once per ``frame_skips`` simulator
-    steps; frame skipping sits below frame stacking and the encoder."""
-    env = pvr.envs.make(env_name, **(env_kwargs or {}))
-    return pvr.envs.FrameSkip(env, frame_skips, frame_skip_mode) if frame_skips > 1 else env
+    def __init__(self, slots, policy: Policy, num_input_frames: int, frame_stack_mode: str):
+        b = self.b = slots.num_envs
+        self.slots = slots
+        self.stacker = OnlineStacker(b, num_input_frames, frame_stack_mode)
+        self.state = policy.initial_state(b)
+        self.active = np.zeros(b, dtype=bool)
+        self.first = np.ones(b, dtype=bool)
+        self.obs: list = [None] * b
+        self.infos: list = [None] * b
+        self.ep_ret = np.zeros(b)
+        self.ep_len = np.zeros(b, dtype=int)
+        self.ep_success = np.zeros(b, dtype=bool)
+        self.episode_of = np.zeros(b, dtype=int)
+        self.recording: dict[int, list] = {}  # slot → frames of an episode being recorded
+        self.stepping = False
 
 
 def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, seed: int = 0,
              num_envs: int | None = None, env_kwargs: dict | None = None, num_input_frames: int = 1,
              frame_stack_mode: str = "cat", desc: str | None = None, progress: bool = True,
-             envs: "list | SequentialSlots | ParallelSlots | None" = None, videos: int = 0,
+             envs: "list | SequentialSlots | ParallelSlots | SlotGroups | None" = None, videos: int = 0,
              video_dir: str | Path | None = None, frame_skips: int = 1, frame_skip_mode: str = "last",
-             proprio_dims: int = 0, parallel: bool = True) -> dict:
+             proprio_dims: int = 0, parallel: bool = True, pipeline: bool = True) -> dict:
     """Mean return, success rate and length over ``episodes`` episodes (deterministic actions).
 
     ``num_envs`` environments play at once (default: one per available core, at most
-    ``episodes``); with ``parallel`` each runs in its own process, which gives the same
-    results as stepping them here one after another. ``envs`` reuses environments built
-    by the caller (a list, or slots from :func:`pvr.evaluation.vector.make_slots`).
+    ``episodes``); with ``parallel`` each runs in its own process, and with ``pipeline``
+    the processes form two groups so that one renders while the other's frames are
+    encoded; all give the same results as stepping them here one after another.
+    ``envs`` reuses environments built by the caller (a list, or slots from
+    :func:`pvr.evaluation.vector.make_slots`).
     ``videos=N`` writes the first N episodes as GIFs (what the agent saw) to ``video_dir``.
     ``frame_skips``/``frame_skip_mode`` apply to the environments built here (not to ``envs``).
     ``proprio_dims`` > 0 appends that prefix of ``info["true_state"]`` to each observation, as in training."""
@@ -78,7 +94,8 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
     own = envs is None
     b = min(num_envs or default_num_envs(episodes), episodes)
     if own:
-        slots = make_slots(env_name, b, env_kwargs, frame_skips, frame_skip_mode, parallel=parallel)
+        slots = make_slots(env_name, b, env_kwargs, frame_skips, frame_skip_mode, parallel=parallel,
+                           pipeline=pipeline)
     elif isinstance(envs, list):
         slots = SequentialSlots(envs[:b])
     else:
@@ -87,66 +104,79 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
             raise ValueError(f"{slots.num_envs} prepared environments for {b} slots")
     policy.eval()
     encoder.eval()
-    stacker = OnlineStacker(b, num_input_frames, frame_stack_mode)
-    state = policy.initial_state(b)
-    returns, successes, lengths = [], [], []
+    groups = [_Group(s, policy, num_input_frames, frame_stack_mode)
+              for s in (slots.groups if isinstance(slots, SlotGroups) else [slots])]
+    outcome: dict[int, tuple[float, bool, int]] = {}  # episode → (return, success, length)
     next_episode = 0
-    active = np.zeros(b, dtype=bool)
-    obs: list = [None] * b
-    infos: list = [None] * b
-    ep_ret = np.zeros(b)
-    ep_len = np.zeros(b, dtype=int)
-    ep_success = np.zeros(b, dtype=bool)
-    first = np.ones(b, dtype=bool)
     bar = tqdm(total=episodes, desc=desc or env_name, leave=False, disable=not progress, dynamic_ncols=True)
+    stopped = False
     try:
-        recording: dict[int, list] = {}  # env slot → frames of an episode being recorded
-        episode_of = np.zeros(b, dtype=int)
-
-        def start(js: list[int]) -> None:
-            """Slots ``js`` (in slot order) play the next episodes, episode i reset with seed ``seed + i``."""
+        def start(g: _Group, js: list[int]) -> None:
+            """Slots ``js`` of ``g`` (in slot order) play the next episodes, episode i reset with seed ``seed + i``."""
             nonlocal next_episode
             js = js[:episodes - next_episode]
             if not js:
                 return
             numbers = list(range(next_episode, next_episode + len(js)))
             next_episode += len(js)
-            for j, n, (o, info) in zip(js, numbers, slots.reset(js, [seed + n for n in numbers])):
-                episode_of[j], obs[j], infos[j] = n, o, info
+            for j, n, (o, info) in zip(js, numbers, g.slots.reset(js, [seed + n for n in numbers])):
+                g.episode_of[j], g.obs[j], g.infos[j] = n, o, info
                 if n < videos:
-                    recording[j] = [_viewable(o)]
-                active[j], first[j] = True, True
-                ep_ret[j], ep_len[j], ep_success[j] = 0.0, 0, bool(info.get("success", False))
+                    g.recording[j] = [_viewable(o)]
+                g.active[j], g.first[j] = True, True
+                g.ep_ret[j], g.ep_len[j], g.ep_success[j] = 0.0, 0, bool(info.get("success", False))
 
-        start(list(range(b)))
-        while active.any():
-            feats = _encode(encoder, obs, infos)  # inactive slots carry their last frame; results ignored
+        def act(g: _Group) -> None:
+            """One batched encoder + policy call for ``g``'s slots; their environments start stepping."""
+            feats = _encode(encoder, g.obs, g.infos)  # inactive slots carry their last frame; results ignored
             dev = module_device(policy)
-            proprio = np.stack([np.asarray(i["true_state"], np.float32)[:proprio_dims] for i in infos]) \
+            proprio = np.stack([np.asarray(i["true_state"], np.float32)[:proprio_dims] for i in g.infos]) \
                 if proprio_dims else None
-            x = torch.from_numpy(stacker(feats, first.copy(), proprio).astype(np.float32)).to(dev)
-            actions, state = policy.act(x, torch.from_numpy(first.copy()).to(dev), state)
-            actions = actions.cpu().numpy()
-            first[:] = False
+            x = torch.from_numpy(g.stacker(feats, g.first.copy(), proprio).astype(np.float32)).to(dev)
+            actions, g.state = policy.act(x, torch.from_numpy(g.first.copy()).to(dev), g.state)
+            g.first[:] = False
+            g.slots.step_async(actions.cpu().numpy(), g.active)
+            g.stepping = True
+
+        def collect(g: _Group) -> None:
+            """``g``'s transitions: episodes that end are recorded and their slots start the next ones."""
+            g.stepping = False
             done = []
-            for j, (o, r, term, trunc, info) in sorted(slots.step(actions, active).items()):
-                obs[j], infos[j] = o, info
-                if j in recording:
-                    recording[j].append(_viewable(o))
-                ep_ret[j] += float(r)
-                ep_len[j] += 1
-                ep_success[j] |= bool(info.get("success", False))
+            for j, (o, r, term, trunc, info) in sorted(g.slots.step_wait().items()):
+                g.obs[j], g.infos[j] = o, info
+                if j in g.recording:
+                    g.recording[j].append(_viewable(o))
+                g.ep_ret[j] += float(r)
+                g.ep_len[j] += 1
+                g.ep_success[j] |= bool(info.get("success", False))
                 if term or trunc:
-                    returns.append(ep_ret[j]); successes.append(ep_success[j]); lengths.append(ep_len[j])
+                    outcome[int(g.episode_of[j])] = (g.ep_ret[j], bool(g.ep_success[j]), int(g.ep_len[j]))
                     bar.update(1)
-                    active[j] = False
+                    g.active[j] = False
                     done.append(j)
-                    if j in recording:
-                        _write_gif(recording.pop(j), Path(video_dir or ".") / f"{env_name}-episode{episode_of[j]}.gif")
-            start(done)
+                    if j in g.recording:
+                        _write_gif(g.recording.pop(j), Path(video_dir or ".") / f"{env_name}-episode{g.episode_of[j]}.gif")
+            start(g, done)
+
+        for g in groups:
+            start(g, list(range(g.b)))
+        for g in groups:  # while a group's environments step, the next group is encoded
+            act(g)
+        while any(g.stepping for g in groups):
+            for g in groups:
+                if g.stepping:
+                    collect(g)
+                    if g.active.any():
+                        act(g)
+    except BaseException:
+        stopped = True
+        raise
     finally:
         bar.close()
-        if own:
+        if own and stopped and not isinstance(slots, SequentialSlots):
+            slots.close(terminate=True)  # a stop (Ctrl-C, an error) does not wait for steps in flight
+        elif own:
             slots.close()
-    return {"return": float(np.mean(returns)), "success": float(np.mean(successes)),
-            "length": float(np.mean(lengths)), "episodes": len(returns)}
+    ordered = [outcome[n] for n in sorted(outcome)]
+    return {"return": float(np.mean([o[0] for o in ordered])), "success": float(np.mean([o[1] for o in ordered])),
+            "length": float(np.mean([o[2] for o in ordered])), "episodes": len(ordered)}

@@ -12,15 +12,26 @@ episode left idles: its process answers ``step`` with the last transition withou
 touching the environment. Env processes ignore the signals meant for the trainer
 (Ctrl-C, Slurm's USR2) and are SIGKILLed by Linux when the process that owns them
 dies, SIGKILL included, so none outlives an evaluation.
+
+Env processes never import torch (about 770 MB of resident memory each): this
+module, the env factories and what the processes unpickle stay torch-free, and the
+processes are started without re-running the owner's main script.
+
+:class:`SlotGroups` pipelines rendering and encoding: the slots are split into two
+groups, each its own ``AsyncVectorEnv``; while one group's processes step and
+render, the evaluation process encodes and acts for the other.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import os
 import signal
 import sys
+import types
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -45,18 +56,40 @@ def default_num_envs(episodes: int) -> int:
     return max(1, min(available_cores(), max(episodes, 1)))
 
 
+def make_eval_env(env_name: str, env_kwargs: dict | None = None, frame_skips: int = 1,
+                  frame_skip_mode: str = "last"):
+    """One evaluation environment: the suite's env, wrapped in ``FrameSkip`` when ``frame_skips > 1``.
+
+    As in the original's testing, the policy acts once per ``frame_skips`` simulator
+    steps; frame skipping sits below frame stacking and the encoder."""
+    import pvr.envs
+
+    env = pvr.envs.make(env_name, **(env_kwargs or {}))
+    return pvr.envs.FrameSkip(env, frame_skips, frame_skip_mode) if frame_skips > 1 else env
+
+
 class SequentialSlots:
     """Environments in this process, stepped one after another (the baseline, and ``num_envs == 1``)."""
 
     def __init__(self, envs: list):
         self.envs = list(envs)
         self.num_envs = len(self.envs)
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
 
     def reset(self, slots: list[int], seeds: list[int]) -> list[tuple[Any, dict]]:
         return [self.envs[j].reset(seed=s) for j, s in zip(slots, seeds)]
 
-    def step(self, actions: np.ndarray, active: np.ndarray) -> dict[int, Transition]:
+    def step_async(self, actions: np.ndarray, active: np.ndarray) -> None:
+        self._pending = (np.asarray(actions), np.asarray(active).copy())
+
+    def step_wait(self) -> dict[int, Transition]:
+        actions, active = self._pending
+        self._pending = None
         return {int(j): self.envs[j].step(actions[j]) for j in np.flatnonzero(active)}
+
+    def step(self, actions: np.ndarray, active: np.ndarray) -> dict[int, Transition]:
+        self.step_async(actions, active)
+        return self.step_wait()
 
     def close(self) -> None:
         for e in self.envs:
@@ -88,27 +121,56 @@ class HoldWhenDone(gym.Wrapper):
 
 
 def _make_held(env_name: str, env_kwargs: dict | None, frame_skips: int, frame_skip_mode: str) -> gym.Env:
-    from pvr.evaluation.rollout import make_eval_env
-
     return HoldWhenDone(make_eval_env(env_name, env_kwargs, frame_skips, frame_skip_mode))
+
+
+def _die_with_owner(owner_pid: int) -> None:
+    """SIGKILL this process when its owner dies (PR_SET_PDEATHSIG), as :func:`pvr.utils.procs.die_with_parent`
+    does; restated here because importing :mod:`pvr.utils` imports torch."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() != owner_pid:  # the owner is already gone
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _without_main_script() -> Iterator[None]:
+    """Start processes without re-running this process's main script in them.
+
+    A "spawn" child imports the parent's main module first; that is ``pvr``'s CLI (and
+    with it torch) or a user's script, neither of which an env process needs: env
+    factories come from this module and plugins are loaded explicitly."""
+    main = sys.modules.get("__main__")
+    stand_in = types.ModuleType("__main__")
+    stand_in.__spec__ = None
+    sys.modules["__main__"] = stand_in
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _env_process(owner_pid: int, plugins: list[str], *args) -> None:
     """Entry point of one env process: tied to its owner, quiet on the trainer's signals, then Gymnasium's worker."""
     from gymnasium.vector.async_vector_env import _async_worker
 
-    from pvr.utils.procs import die_with_parent
-
-    die_with_parent(owner_pid)
+    _die_with_owner(owner_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides when an evaluation stops
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if "torch" in sys.modules:  # rendering needs no intra-op threads; the owner's encoder does
         import torch
 
         torch.set_num_threads(1)
     import pvr.plugins  # (headless rendering settings come with the owner's environment variables)
 
-    pvr.plugins.load(plugins)
+    # pvr's own modules (e.g. the encoder's, which the owner lists as a plugin) register nothing an env needs
+    pvr.plugins.load([m for m in plugins if m != "pvr" and not m.startswith("pvr.")])
     _async_worker(*args)
 
 
@@ -138,9 +200,11 @@ class ParallelSlots:
         worker = functools.partial(_env_process, os.getpid(), list(plugins if plugins is not None
                                                                      else pvr.plugins.loaded()))
         self.num_envs = num_envs
-        self.vec = gym.vector.AsyncVectorEnv([factory] * num_envs, shared_memory=True, copy=True, context=context,
-                                             daemon=True, worker=worker,
-                                             autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+        self._active: np.ndarray | None = None
+        with _without_main_script():
+            self.vec = gym.vector.AsyncVectorEnv([factory] * num_envs, shared_memory=True, copy=True,
+                                                 context=context, daemon=True, worker=worker,
+                                                 autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
     @property
     def pids(self) -> list[int]:
@@ -155,28 +219,69 @@ class ParallelSlots:
         obs, infos = self.vec.reset(seed=seed_of, options={"reset_mask": mask})
         return [(obs[j], _unbatch_info(infos, j)) for j in slots]
 
-    def step(self, actions: np.ndarray, active: np.ndarray) -> dict[int, Transition]:
-        # every process steps (the idle ones answer at once from HoldWhenDone), in parallel
+    def step_async(self, actions: np.ndarray, active: np.ndarray) -> None:
+        """Send the actions; every process steps (the idle ones answer at once from HoldWhenDone), in parallel."""
+        self._active = np.asarray(active).copy()
         self.vec.step_async(np.asarray(actions))
+
+    def step_wait(self) -> dict[int, Transition]:
         obs, rew, term, trunc, infos = self.vec.step_wait()
+        active, self._active = self._active, None
         return {int(j): (obs[j], float(rew[j]), bool(term[j]), bool(trunc[j]), _unbatch_info(infos, j))
                 for j in np.flatnonzero(active)}
 
-    def close(self) -> None:
+    def step(self, actions: np.ndarray, active: np.ndarray) -> dict[int, Transition]:
+        self.step_async(actions, active)
+        return self.step_wait()
+
+    def close(self, terminate: bool = False) -> None:
+        """Close the env processes (at once with ``terminate``, e.g. when the evaluation is being stopped)."""
         try:
-            self.vec.close(terminate=False)
+            self.vec.close(terminate=terminate)
         except Exception:  # a dead env process: make sure none is left
             self.vec.close(terminate=True)
 
 
-def make_slots(env_name: str, num_envs: int, env_kwargs: dict | None = None, frame_skips: int = 1,
-               frame_skip_mode: str = "last", parallel: bool = True, plugins: list[str] | None = None):
-    """Parallel slots when ``parallel`` and ``num_envs > 1``; environments in this process otherwise,
-    or (with a warning) when the environments cannot run in processes of their own."""
-    from pvr.evaluation.rollout import make_eval_env
+class SlotGroups:
+    """Slots split into groups stepped independently, so rendering and encoding overlap.
 
+    The rollout loop sends one group's actions, then encodes and acts for the next
+    group while the first one's processes step and render. Slot ``j`` of the whole is
+    slot ``j - offset`` of its group; the groups' sizes differ by at most one."""
+
+    def __init__(self, groups: list):
+        self.groups = list(groups)
+        self.num_envs = sum(g.num_envs for g in self.groups)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p for g in self.groups for p in getattr(g, "pids", [])]
+
+    def close(self, terminate: bool = False) -> None:
+        for g in self.groups:
+            if isinstance(g, ParallelSlots):
+                g.close(terminate)
+            else:
+                g.close()
+
+
+def make_slots(env_name: str, num_envs: int, env_kwargs: dict | None = None, frame_skips: int = 1,
+               frame_skip_mode: str = "last", parallel: bool = True, plugins: list[str] | None = None,
+               pipeline: bool = True):
+    """Parallel slots when ``parallel`` and ``num_envs > 1`` (two pipelined groups with ``pipeline``);
+    environments in this process otherwise, or (with a warning) when the environments cannot run in
+    processes of their own."""
     if parallel and num_envs > 1:
         try:
+            if pipeline:
+                first = ParallelSlots(env_name, -(-num_envs // 2), env_kwargs, frame_skips, frame_skip_mode, plugins)
+                try:
+                    second = ParallelSlots(env_name, num_envs // 2, env_kwargs, frame_skips, frame_skip_mode,
+                                           plugins)
+                except BaseException:
+                    first.close(terminate=True)
+                    raise
+                return SlotGroups([first, second])
             return ParallelSlots(env_name, num_envs, env_kwargs, frame_skips, frame_skip_mode, plugins)
         except Exception as e:  # noqa: BLE001 — the sequential path reports a genuine env error itself
             warnings.warn(f"{env_name}: evaluation environments cannot run in parallel processes ({e}); "
