@@ -1,20 +1,28 @@
-"""Encoder throughput on this machine: pvr's batched encoders vs a naive per-image fp32 loop.
+"""Encoder throughput on this machine: pvr's batched encoders vs a naive per-image fp32 loop, per runtime.
 
     .venv/bin/python bench/bench_encoders.py [--seconds 6] [--names resnet18,...]
+    .venv/bin/python bench/bench_encoders.py --names resnet50,efficientnet_lite0 --seconds 3 \
+        --runtime torch,onnxruntime,openvino
 
-For each encoder (random-init weights: speed does not depend on their values) it
-measures, in the same process and on the same 224 px-ready frames:
+For each encoder (its real weights when they are installed, else random-init
+weights: speed does not depend on their values) it measures, in the same process
+and on the same 224 px frames:
 
 - naive: one frame at a time, NCHW, fp32, the preprocessing + backbone called per image;
 - pvr:   ``encoder(frames)`` on a batch of 32, with the encoder's own micro-batch /
          channels-last settings (and, with ``--sweep``, every micro-batch × layout);
+- each ``--runtime`` (pvr.encoders.runtime): the same call with the backbone run by
+  ONNX Runtime / OpenVINO (exported once, checked against torch), threads = cores;
 
 and reports images/s, the speed-up, and the fraction of the CPU's peak fp32 rate
-that the pvr figure represents: forward FLOPs per image (counted with
-``torch.utils.flop_counter``) × images/s ÷ peak. Peak = cores × clock × 32 fp32
-FLOP/cycle (Zen 3: two 256-bit FMA pipes = 2 × 8 lanes × 2 FLOP). The clock is
-read from /proc/cpuinfo (the nominal "cpu MHz"); boost clocks would lower the
-fractions.
+that each figure represents: forward FLOPs per image (counted with
+``torch.utils.flop_counter``, an FMA = 2 FLOP) × images/s ÷ peak. Peak = cores ×
+clock × fp32 FLOP/cycle/core, all three printed: the clock is the largest "cpu MHz"
+in /proc/cpuinfo, read when the bench starts (boost clocks above it would lower the
+fractions); FLOP/cycle follows /proc/cpuinfo: 64 for AMD family 0x1A (Zen 5: two
+full-width 512-bit FMA pipes, 2 × 16 lanes × 2), 32 for other AMD CPUs (Zen 2–4:
+two 256-bit FMA pipes; Zen 4 runs AVX-512 at half width), 64 for Intel CPUs with
+avx512f (two 512-bit FMA ports on server parts), 32 with avx2+fma, 16 otherwise.
 """
 from __future__ import annotations
 
@@ -26,14 +34,35 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import pvr.encoders as E
+from pvr.encoders import runtime as R
+from pvr.errors import PvrError
 
 NAMES = ["resnet18", "resnet50", "clip_vit", "mae_base", "efficientnet_lite0"]
 
 
-def cpu_peak_gflops(cores: int) -> tuple[float, float]:
-    mhz = [float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", open("/proc/cpuinfo").read())]
+def flop_per_cycle(cpuinfo: str) -> tuple[int, str]:
+    """fp32 FLOP per cycle per core, and the reason, from /proc/cpuinfo's vendor, family and flags."""
+    first = cpuinfo.split("\n\n")[0]
+    field = lambda k: (re.search(rf"^{k}\s*:\s*(.*)$", first, re.M) or [None, ""])[1].strip()
+    flags, vendor = set(field("flags").split()), field("vendor_id")
+    family = int(field("cpu family") or 0)
+    if vendor == "AuthenticAMD":
+        if family >= 0x1A and "avx512f" in flags:
+            return 64, f"AMD family {family:#x} (Zen 5): 2 FMA pipes x 16 fp32 lanes (512-bit) x 2"
+        return 32, f"AMD family {family:#x}: 2 FMA pipes x 8 fp32 lanes (256-bit datapath) x 2"
+    if "avx512f" in flags:
+        return 64, "avx512f: 2 FMA ports x 16 fp32 lanes x 2"
+    if "avx2" in flags and "fma" in flags:
+        return 32, "avx2+fma: 2 FMA ports x 8 fp32 lanes x 2"
+    return 16, "no avx2/fma: 4-lane SSE, 2 ports x 4 x 2"
+
+
+def cpu_peak_gflops(cores: int) -> tuple[float, float, int, str]:
+    info = open("/proc/cpuinfo").read()
+    mhz = [float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", info)]
     ghz = (max(mhz) if mhz else 2600.0) / 1000
-    return cores * ghz * 32, ghz
+    fpc, why = flop_per_cycle(info)
+    return cores * ghz * fpc, ghz, fpc, why
 
 
 def rate(fn, n_images: int, seconds: float) -> float:
@@ -52,22 +81,43 @@ def flops_per_image(enc, frame) -> float:
     return fc.get_total_flops()
 
 
+def create(name: str):
+    """The encoder with its real weights when they are installed here, else random-init ones."""
+    try:
+        return E.create(name), "real"
+    except PvrError:
+        return E.create(name, pretrained=False), "random"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--names", default=",".join(NAMES))
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--sweep", action="store_true", help="also try micro-batches 1/2/4/8/32 × NCHW/channels-last")
+    ap.add_argument("--sweep", action="store_true", help="also try micro-batches 1/2/4/8/32 × NCHW/channels-last "
+                                                         "(and 1/4/8/32 for each other runtime)")
+    ap.add_argument("--runtime", default="torch",
+                    help="runtimes to compare, comma-separated, from torch,onnxruntime,openvino (pvr --runtime)")
     a = ap.parse_args()
+    runtimes = [r for r in a.runtime.split(",") if r and r != "torch"]
+    for r in runtimes:
+        if r not in R.RUNTIMES:
+            raise SystemExit(f"unknown runtime {r!r}; choose from {', '.join(R.RUNTIMES)}")
+        if not R.is_available(r):
+            raise SystemExit(f"runtime {r} is not installed: pip install 'pvr[runtime]'")
     threads = torch.get_num_threads()
-    peak, ghz = cpu_peak_gflops(threads)
-    print(f"torch {torch.__version__}, {threads} threads; peak = {threads} cores x {ghz:.2f} GHz x 32 = {peak:.0f} GFLOP/s")
+    peak, ghz, fpc, why = cpu_peak_gflops(threads)
+    print(f"torch {torch.__version__}, {threads} threads (runtimes: {R.available_cores()}); peak = {threads} cores x "
+          f"{ghz:.3f} GHz (/proc/cpuinfo cpu MHz) x {fpc} FLOP/cycle [{why}] = {peak:.0f} GFLOP/s")
     frames = torch.randint(0, 256, (a.batch, 224, 224, 3), dtype=torch.uint8)
-    print("| encoder | GFLOP/img | naive per-image fp32 (img/s) | pvr (img/s) | speed-up | % of peak (pvr) | pvr setting |")
-    print("|---|---|---|---|---|---|---|")
+    rt_cols = "".join(f" {r} (img/s) | % of peak ({r}) | max rel. err ({r}) |" for r in runtimes)
+    print(f"| encoder | weights | GFLOP/img | naive per-image fp32 (img/s) | pvr torch (img/s) | speed-up | "
+          f"% of peak (pvr torch) | pvr setting |{rt_cols}")
+    print("|---" * (8 + 3 * len(runtimes)) + "|")
     for name in a.names.split(","):
-        enc = E.create(name, pretrained=False)
+        enc, weights = create(name)
         gflop = flops_per_image(enc, frames[:1]) / 1e9
+        layout = (enc.micro_batch, enc.channels_last)
 
         naive_net = enc.backbone.to(memory_format=torch.contiguous_format)
 
@@ -77,7 +127,7 @@ def main() -> None:
                     naive_net(enc.preprocess(f[None]))
 
         r_naive = rate(naive, 8, a.seconds)
-        settings = [(enc.micro_batch, enc.channels_last)]
+        settings = [layout]
         if a.sweep:
             settings += [(m, cl) for m in (1, 2, 4, 8, None) for cl in (False, True)]
         best = None
@@ -92,9 +142,24 @@ def main() -> None:
                 default = (r, tag)
             best = max(best or (0, ""), (r, tag))
         r_pvr, tag = default
-        print(f"| {name} | {gflop:.2f} | {r_naive:.1f} | {r_pvr:.1f} | x{r_pvr / r_naive:.2f} | "
-              f"{100 * gflop * r_pvr / peak:.0f}% | {tag}{f' (best: {best[1]}, {best[0]:.1f})' if a.sweep else ''} |",
-              flush=True)
+        cells = ""
+        for rt in runtimes:
+            enc.set_layout(micro_batch=layout[0], channels_last=layout[1])
+            R.apply_runtime(enc, rt)
+            err = max(R.runtime_info(enc).max_rel_error.values())
+            results = []
+            for mb in dict.fromkeys([layout[0]] + ([1, 4, 8, None] if a.sweep else [])):
+                enc.micro_batch = mb
+                with torch.inference_mode():
+                    r = rate(lambda: enc(frames), a.batch, a.seconds)
+                if a.sweep:
+                    print(f"  {name}: {rt}, micro-batch {mb or a.batch}: {r:.1f} img/s", flush=True)
+                results.append(r)
+            R.remove_runtime(enc)
+            cells += f" {results[0]:.1f} | {100 * gflop * results[0] / peak:.0f}% | {err:.1e} |"
+        print(f"| {name} | {weights} | {gflop:.2f} | {r_naive:.1f} | {r_pvr:.1f} | x{r_pvr / r_naive:.2f} | "
+              f"{100 * gflop * r_pvr / peak:.0f}% | {tag}{f' (best: {best[1]}, {best[0]:.1f})' if a.sweep else ''} |"
+              f"{cells}", flush=True)
 
 
 if __name__ == "__main__":
