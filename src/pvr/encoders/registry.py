@@ -32,3 +32,13 @@ def register_encoder(name: str, *, family: str, weights: str = "none", dim: int 
 
 def add_encoder_rule(rule: Callable[[str], Entry | None]) -> None:
     ENCODERS.add_rule(rule)
+
+
+def _pretrained_here(name: str) -> Entry | None:
+    # `pvr pretrain`'s models: NAME.pvr.json beside NAME.pth in $PVR_MODEL_PATH (after every built-in name)
+    from pvr.pretrain.registered import entry
+
+    return entry(name)
+
+
+ENCODERS.add_rule(_pretrained_here)
