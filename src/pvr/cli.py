@@ -344,6 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no_env_check", action="store_true", help="do not check actions against the environment")
     s.set_defaults(fn=cmd_convert)
 
+    from pvr.pretrain.config import PretrainConfig
+
+    def cmd_pretrain(a) -> None:
+        from pvr.bc.config import from_namespace
+        from pvr.pretrain import pretrain
+
+        print(pretrain(from_namespace(a, cls=PretrainConfig)))
+
+    s = sub.add_parser("pretrain", help="self-supervised pre-training (MoCo v2, MAE) of a new encoder on collected "
+                                        "frames; then --embedding_name NAME",
+                       description="writes NAME.pth (the method's upstream layout) and NAME.pvr.json into "
+                                   "$PVR_MODEL_PATH (or --out); resumes from <save_path>/<name>/ when stopped")
+    add_arguments(s, cls=PretrainConfig)
+    s.set_defaults(fn=cmd_pretrain)
+
     s = sub.add_parser("encoders", help="list encoders")
     s.add_argument("--pattern", default=None, help="shell-style filter, e.g. 'efficientnet_*'")
     s.set_defaults(fn=cmd_encoders)
