@@ -30,7 +30,8 @@ class PretrainConfig:
     name: str = _f("", "name of the new encoder: writes NAME.pth and NAME.pvr.json; then --embedding_name NAME",
                    required=True)
     method: str = _f("moco", "self-supervised method (lightly's implementation)", choices=METHODS)
-    arch: str = _f("resnet50", "backbone: resnet18/resnet50 (moco), vit_small/vit_base (mae)",
+    arch: str | None = _f(None, "backbone: resnet18 or resnet50 (moco; default resnet50), vit_small or vit_base "
+                                "(mae; default vit_base)",
                    choices=tuple(a for v in ARCHS.values() for a in v))
     aug: str = _f("aug", "MoCo augmentation: aug = MoCo v2's full set, croponly = random resized crops only, "
                          "coloronly = colour jitter, grayscale and blur only", choices=AUGS)
@@ -63,6 +64,8 @@ class PretrainConfig:
     def validate(self) -> "PretrainConfig":
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", self.name or ""):
             raise PvrError(f"--name {self.name!r}: use letters, digits, '_', '-' or '.', e.g. moco_aug_dmc")
+        if self.arch is None:
+            self.arch = ARCHS[self.method][-1]
         if self.arch not in ARCHS[self.method]:
             raise PvrError(f"--method {self.method} trains {' or '.join(ARCHS[self.method])}, not --arch {self.arch}")
         if not self.envs:
