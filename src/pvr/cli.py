@@ -44,7 +44,7 @@ def cmd_embed(a) -> None:
     shard = parse_shard(a.shard)
     for env in [e for e in a.env.split(",") if e]:
         with open_dataset(a.data_path, env, mode="a") as ds:
-            enc = make_encoder(a.embedding_name, ds, seed=a.seed)
+            enc = make_encoder(a.embedding_name, ds, seed=a.seed, runtime=a.runtime)
             arr = embed(ds, enc, batch_size=a.batch_size, shard=shard, wait=a.wait, progress=not a.quiet)
             where = f"{ds.path}/features/{enc.name}-{enc.fingerprint}"
             if find_features(ds, enc) is None:
@@ -109,7 +109,7 @@ def cmd_quickstart(a) -> None:
     from pvr.quickstart import QuickstartConfig, run
 
     run(QuickstartConfig(out=a.out, env=a.env, episodes=a.episodes, epochs=a.epochs,
-                         encoders=[e for e in a.encoders.split(",") if e], seed=a.seed))
+                         encoders=[e for e in a.encoders.split(",") if e], seeds=a.seeds))
 
 
 def cmd_benchmark(a) -> None:
@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); shards may run at once")
     s.add_argument("--wait", action="store_true",
                    help="if another process is embedding the same features, wait for it instead of refusing")
+    s.add_argument("--runtime", default="torch", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="what runs the encoder on a CPU: torch, ONNX Runtime or OpenVINO (exported once, cached, "
+                        "features checked against torch's), or auto: the fastest measured here (pvr[runtime] extra)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_embed)
 
@@ -291,13 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed (the report is reproducible)")
     s.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("quickstart", help="the whole pipeline on a small MiniGrid level, in minutes")
+    s = sub.add_parser("quickstart", help="the whole pipeline on a small MiniGrid level, 2 seeds, in minutes",
+                       description="`pvr benchmark quickstart` with three encoders: collect, embed, train and "
+                                   "evaluate every (encoder, seed), then a report with intervals")
     s.add_argument("--out", default="pvr_quickstart")
-    s.add_argument("--env", default="MiniGrid-DoorKey-5x5-v0")
-    s.add_argument("--episodes", type=int, default=None)
-    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--env", default=None, help="a MiniGrid level (default: the protocol's, DoorKey-6x6)")
+    s.add_argument("--episodes", type=int, default=None, help="demonstrations (default: the protocol's, 30)")
+    s.add_argument("--epochs", type=int, default=None, help="default: the protocol's, 60")
     s.add_argument("--encoders", default="random,efficientnet_lite0,true_state")
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--seeds", default=None, help="e.g. 1,2,3 or 1-5 (default: the protocol's, 1,2)")
     s.set_defaults(fn=cmd_quickstart)
 
     s = sub.add_parser("benchmark", conflict_handler="resolve",
