@@ -10,6 +10,7 @@ registry file only when training is finished.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -308,8 +309,10 @@ def write_outputs(cfg: PretrainConfig, model, source: FrameSource, pth: Path, me
                   steps_per_epoch: int) -> None:
     check_name(cfg)  # again: someone may have made the files while this ran
     epoch = math.ceil(step / steps_per_epoch)
+    buf = io.BytesIO()  # not the temp file: torch.save names the archive after the file, and the bytes
+    torch.save(model.upstream_checkpoint(epoch), buf)  # (so weights_sha256, so the fingerprint) must not vary
     with atomic_path(pth) as tmp:
-        torch.save(model.upstream_checkpoint(epoch), tmp)
+        tmp.write_bytes(buf.getvalue())
     info = registry_info(cfg, model, source, step=step, steps_per_epoch=steps_per_epoch)
     import hashlib
 
