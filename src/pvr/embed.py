@@ -54,6 +54,7 @@ from pvr.data.embedded import imported_features
 from pvr.data.store import FrameArray
 from pvr.encoders import Encoder
 from pvr.encoders.base import encode
+from pvr.encoders.runtime import apply_runtime, record_provenance
 from pvr.errors import PvrError
 from pvr.utils import default_device
 from pvr.utils import interrupt
@@ -96,19 +97,22 @@ def feature_dim(encoder: Encoder, ds) -> int:
     return encoder.dim * max(1, int(shape[-1]) // 3)
 
 
-def make_encoder(name: str, ds=None, *, seed: int | None = None, **kw) -> Encoder:
+def make_encoder(name: str, ds=None, *, seed: int | None = None, runtime: str = "torch", **kw) -> Encoder:
     """Create encoder ``name`` for dataset ``ds``.
 
     ``seed`` draws random weights (``random<N>``, ``pretrained=False``; see
     :func:`pvr.encoders.create`). With ``ds``: ``true_state`` takes its size from
     the dataset, and encoders that see frames at their native size (``random<N>``)
-    set ``dim`` from the dataset's frame size.
+    set ``dim`` from the dataset's frame size. ``runtime`` (auto, torch,
+    onnxruntime, openvino) picks what runs the backbone: :mod:`pvr.encoders.runtime`.
     """
     if name == "true_state" and ds is not None and "dim" not in kw:
         kw["dim"] = int(ds["true_state"].shape[1])
     enc = pvr.encoders.create(name, seed=seed, **kw)
     if ds is not None and enc.native_size and getattr(ds, "obs_shape", None):
         enc.fit_frames(ds.obs_shape)
+    if runtime != "torch":
+        apply_runtime(enc, runtime, frame_shape=getattr(ds, "obs_shape", None) if ds is not None else None)
     return enc
 
 
@@ -308,6 +312,7 @@ def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, 
             return found  # someone else finished while we waited
         with _flock(Path(f"{base}.meta.lock"), shared=False, wait=True, busy=busy):
             arr, prog, c = _prepare(ds, encoder, key, chunk_frames)
+            record_provenance(arr, encoder)  # which runtime computed (part of) these features
         n = ds.num_frames
         lengths = _chunk_lengths(n, c)
         lo, hi = shard_chunks(len(lengths), shard)
