@@ -278,7 +278,11 @@ def _load(runtime: str, path: Path, threads: int, encoder: Encoder, chw, root) -
     except Exception:  # noqa: BLE001  (a damaged file raises whatever the runtime's parser raises)
         path.with_suffix(".json").unlink(missing_ok=True)
         path = export(encoder, chw, root)
+    try:
         return _session(runtime, path, threads)
+    except Exception as e:  # noqa: BLE001
+        raise PvrError(f"{runtime} cannot run the exported {encoder.name} ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else ''}); use --runtime torch") from e
 
 
 # -- choosing ---------------------------------------------------------------------
