@@ -240,3 +240,28 @@ def test_cli_reports_errors_in_one_line(synth, tmp_path, models, capsys):
 
     rc = main(["pretrain", "--env", "Nope", "--name", "x", "--data_path", str(synth)])
     assert rc == 2 and "pvr pretrain: error: no dataset for Nope" in capsys.readouterr().err
+
+
+# -- MAE ---------------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # ~60 s on a busy 2-core CPU (ViT-S built three times)
+def test_mae_writes_mae_layout_and_loads_by_name(synth, tmp_path, models):
+    import timm
+
+    from pvr.encoders.mae import load_mae
+
+    pretrain(tiny(synth, tmp_path, name="tiny_mae", method="mae", arch="vit_small", decoder_depth=1, max_steps=2))
+    ckpt = torch.load(models / "tiny_mae.pth", map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"model", "epoch"}
+    # MAE's main_pretrain.py layout, re-stated: timm ViT encoder keys (no head) + MAE's decoder names
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, global_pool="token", img_size=32)
+    enc_keys = set(vit.state_dict())
+    dec = {k for k in ckpt["model"] if k not in enc_keys}
+    assert enc_keys <= set(ckpt["model"])
+    assert {k.split(".")[0] for k in dec} == {"mask_token", "decoder_embed", "decoder_pos_embed", "decoder_blocks",
+                                              "decoder_norm", "decoder_pred"}
+    assert tuple(ckpt["model"]["decoder_pred.weight"].shape) == (16 * 16 * 3, 512)
+    load_mae(vit, models / "tiny_mae.pth")  # the zoo's MAE loader (strict, decoder ignored)
+    enc = E.create("tiny_mae")
+    assert enc.dim == 384 and E.info("tiny_mae")["family"] == "mae"
+    frames = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
+    torch.testing.assert_close(enc(frames), vit.eval()(enc.preprocess(frames)))

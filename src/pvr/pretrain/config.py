@@ -43,7 +43,8 @@ class PretrainConfig:
     max_steps: int | None = _f(None, "stop after this many gradient steps in all (default: epochs x steps per epoch)")
     batch_size: int = _f(256, "frames per gradient step, all processes together (MoCo v2: 256)")
     image_size: int = _f(224, "side of the square crops the network sees; embedding resizes frames to it")
-    learning_rate: float = _f(0.03, "SGD learning rate (MoCo v2: 0.03 for batch 256), cosine-decayed per epoch")
+    learning_rate: float | None = _f(None, "peak learning rate, cosine-decayed per epoch (default: MoCo v2's SGD "
+                                           "0.03; MAE's AdamW 1.5e-4 x batch_size / 256)")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(1e-4, "SGD weight decay")
     moco_dim: int = _f(128, "MoCo projection size")
@@ -51,6 +52,7 @@ class PretrainConfig:
     moco_m: float = _f(0.999, "momentum of the key encoder")
     moco_t: float = _f(0.2, "softmax temperature")
     mask_ratio: float = _f(0.75, "MAE: fraction of patches masked")
+    decoder_depth: int = _f(8, "MAE: decoder blocks (MAE: 8)")
     holdout: float = _f(0.1, "fraction of episodes kept out of pre-training (chosen by a hash of env and episode "
                              "index, so the split is fixed); recorded in NAME.pvr.json")
     seed: int = _f(0, "random seed (initial weights, frame order, augmentations)")
@@ -64,6 +66,8 @@ class PretrainConfig:
     def validate(self) -> "PretrainConfig":
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", self.name or ""):
             raise PvrError(f"--name {self.name!r}: use letters, digits, '_', '-' or '.', e.g. moco_aug_dmc")
+        if self.learning_rate is None:
+            self.learning_rate = 0.03 if self.method == "moco" else 1.5e-4 * self.batch_size / 256
         if self.arch is None:
             self.arch = ARCHS[self.method][-1]
         if self.arch not in ARCHS[self.method]:

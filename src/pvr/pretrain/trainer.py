@@ -106,7 +106,7 @@ class Views(torch.utils.data.Dataset):
                 views.append(self.transform(Image.fromarray(np.ascontiguousarray(f[..., 3 * v:3 * v + 3]))))
         np.random.set_state(np_state)
         random.setstate(py_state)
-        return torch.stack([v[0] for v in views]), torch.stack([v[1] for v in views])
+        return tuple(torch.stack([v[i] for v in views]) for i in range(len(views[0])))  # MoCo 2 views, MAE 1
 
 
 def default_workers() -> int:
@@ -128,11 +128,12 @@ def build_method(cfg: PretrainConfig, world: distributed.World):
             return model, transform(cfg.aug, cfg.image_size)
         from pvr.pretrain.mae import MAE, transform
 
-        return MAE(cfg.arch, cfg.image_size, mask_ratio=cfg.mask_ratio), transform(cfg.image_size)
+        return (MAE(cfg.arch, cfg.image_size, mask_ratio=cfg.mask_ratio, decoder_depth=cfg.decoder_depth),
+                transform(cfg.image_size))
 
 
 def learning_rate(cfg: PretrainConfig, epoch: int) -> float:
-    """MoCo's ``--cos`` schedule: set once per epoch."""
+    """MoCo's ``--cos`` schedule (MAE's cosine, without its warm-up): set once per epoch."""
     return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
 
 
@@ -197,7 +198,7 @@ def _pretrain(cfg: PretrainConfig, world: distributed.World, *, progress: bool) 
             tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step)
         except ImportError:  # tensorboard is optional for pre-training: stats.jsonl has the curve
             tb = None
-    encoder_q = _parallel(model, world, device)
+    ddp = _parallel(model, world, device)
 
     def save() -> None:
         if world.is_main:
@@ -224,10 +225,13 @@ def _pretrain(cfg: PretrainConfig, world: distributed.World, *, progress: bool) 
                 num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
                 prefetch_factor=4 if workers else None)
             t0, seen = time.perf_counter(), 0
-            for query, key in loader:
+            for views in loader:
                 interrupt.check()
-                query, key = query.to(device, non_blocking=True), key.to(device, non_blocking=True)
-                loss = model(query, key, encoder_q=encoder_q) if encoder_q is not None else model(query, key)
+                views = [v.to(device, non_blocking=True) for v in views]
+                if cfg.method == "moco":
+                    loss = model(views[0], views[1], encoder_q=ddp)
+                else:
+                    loss = (ddp or model)(views[0])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -235,7 +239,7 @@ def _pretrain(cfg: PretrainConfig, world: distributed.World, *, progress: bool) 
                 value = float(loss.detach())
                 sums["loss"] += value
                 sums["n"] += 1
-                seen += query.shape[0] * world.size
+                seen += views[0].shape[0] * world.size
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{value:.3f}", img_s=f"{rate:.0f}")
@@ -268,12 +272,13 @@ def _pretrain(cfg: PretrainConfig, world: distributed.World, *, progress: bool) 
 
 
 def _parallel(model, world: distributed.World, device: torch.device):
-    """Under torchrun, the trained network in DistributedDataParallel (the momentum copy is not trained)."""
+    """Under torchrun, what is trained in DistributedDataParallel: MoCo's query encoder (its momentum copy
+    is not trained, and the queue is filled from every process by lightly), MAE's whole model."""
     if not world.distributed:
         return None
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    net = model.encoder_q if hasattr(model, "encoder_q") else model.net
+    net = model.encoder_q if hasattr(model, "encoder_q") else model
     return DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
 
 
@@ -301,7 +306,7 @@ def registry_info(cfg: PretrainConfig, model, source: FrameSource, *, step: int,
                                 moco_k=cfg.moco_k, moco_m=cfg.moco_m, moco_t=cfg.moco_t)
     else:
         info.update(aug=None, dim=model.width, micro_batch=8)
-        info["training"].update(mask_ratio=cfg.mask_ratio)
+        info["training"].update(mask_ratio=cfg.mask_ratio, decoder_depth=cfg.decoder_depth)
     return info
 
 
