@@ -82,6 +82,7 @@ def full_loop(size: int, batch: int, steps: int) -> float:
         # the loop's own rate (frames from the first batch's request to the last step, workers' start included)
         return float(read_jsonl(tmp / "r" / "bench" / "stats.jsonl")[-1]["images_per_s"])
 
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
