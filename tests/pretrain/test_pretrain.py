@@ -265,3 +265,26 @@ def test_mae_writes_mae_layout_and_loads_by_name(synth, tmp_path, models):
     assert enc.dim == 384 and E.info("tiny_mae")["family"] == "mae"
     frames = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
     torch.testing.assert_close(enc(frames), vit.eval()(enc.preprocess(frames)))
+
+
+# -- torchrun --------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # two processes importing torch and lightly: ~40 s here
+def test_torchrun_two_processes_gloo(synth, tmp_path, models):
+    import os
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pvr", "pretrain", "--env", "Synth-A",
+           "--name", "ddp_tiny", "--arch", "resnet18", "--data_path", str(synth), "--save_path", str(tmp_path / "r"),
+           "--epochs", "2", "--batch_size", "16", "--image_size", "32", "--moco_k", "32", "--num_workers", "0",
+           "--quiet", "--max_steps", "3", "--disable_cuda"]
+    env = dict(os.environ, PVR_MODEL_PATH=str(models), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(models / "ddp_tiny.pth", weights_only=True)["state_dict"]
+    # each process holds 8 of the 16 frames (40 frames: 2 steps per epoch, 3 steps in all); the keys of
+    # both enter the queue: 3 x 16 keys into 32 slots
+    # leave the pointer at 16 (one process's keys alone would leave it at 24)
+    assert int(state["module.queue_ptr"]) == 16
+    assert E.create("ddp_tiny").dim == 512
