@@ -5,7 +5,8 @@ dataset lacks them; for each encoder and seed: embed (features are cached by the
 encoder's fingerprint), then train and evaluate (``pvr train``; a finished run is
 skipped, an unfinished one resumes from its last checkpoint). Runs go one after
 another in this process (``--cluster local``) or, through ``pvr sweep``'s
-submission machinery, as one submitit job array (``--cluster slurm``).
+submission machinery, as submitit job arrays (``--cluster slurm``), where the
+collecting is a job too and each task's runs wait for it (``pvr.benchmark.cluster``).
 
 Layout under ``--save_path`` (default ``pvr_benchmark/<protocol>``)::
 
@@ -348,12 +349,24 @@ def collect_task(plan: Plan, task: Task, echo=print) -> float:
     return time.time() - t0
 
 
-def prepare(plan: Plan, echo=print) -> dict[str, float]:
-    """Collect every available task's data; fill ``plan.unavailable``; return collect seconds per task."""
+def needs_collecting(plan: Plan, task: Task) -> bool:
+    """Whether a dataset of the task lacks demonstrations (refusing one collected with other settings)."""
+    for env in task.envs:
+        _check_dataset(plan, task, env)
+    return any(dataset_state(plan.data_path, env)[0] < task.demonstrations for env in task.envs)
+
+
+def prepare(plan: Plan, echo=print, *, collect: bool = True) -> dict[str, float]:
+    """Collect every available task's data; fill ``plan.unavailable``; return collect seconds per task.
+
+    ``collect=False`` (Slurm: collecting is a job) only checks what can run here and the datasets' settings.
+    """
     seconds = {}
     for i, task in enumerate(plan.protocol.tasks):
         why = next((w for w in map(unavailable_here, task.envs) if w), None)
-        if why is None:
+        if why is None and not collect:
+            needs_collecting(plan, task)
+        elif why is None:
             try:
                 seconds[task.env] = collect_task(plan, task, echo)
             except PvrError as e:
@@ -429,12 +442,28 @@ def run_local(plan: Plan, status: dict[str, str], collect_s: dict[str, float], e
 def run_submitit(plan: Plan, ns: argparse.Namespace, status: dict[str, str], plugins: list[str],
                  echo=print) -> list[str]:
     """Submit the runs that are neither finished nor queued as one job array (``pvr sweep``'s machinery)."""
+    from pvr.benchmark import cluster as slurm
+    from pvr.launch.options import submitit_folder
     from pvr.launch.submission import submit, wait
 
-    cfgs = [r.cfg for r in plan.runs if r.task.env not in plan.unavailable]
-    if not cfgs:
+    runs = [r for r in plan.runs if r.task.env not in plan.unavailable]
+    if not runs:
         return []
-    pairs = submit(cfgs, ns, name=f"pvr-bench-{plan.protocol.name}", plugins=plugins, echo=echo)
+    name = f"pvr-bench-{plan.protocol.name}"
+    if ns.cluster != "slurm":  # the datasets were collected in this process (prepare)
+        pairs = submit([r.cfg for r in runs], ns, name=name, plugins=plugins, echo=echo)
+    else:  # one collect job per task lacking data; that task's runs wait for it (pvr.benchmark.cluster)
+        folder = submitit_folder(ns, str(plan.save_path / "runs"))
+        tasks = [t for t in plan.protocol.tasks if t.env not in plan.unavailable and needs_collecting(plan, t)]
+        collecting = slurm.submit_collection(tasks, plan.data_path, ns, folder, name=name, plugins=plugins,
+                                             echo=echo)
+        pairs = []
+        for task in plan.protocol.tasks:
+            cfgs = [r.cfg for r in runs if r.task.env == task.env]
+            if cfgs:
+                job = collecting.get(task.env)
+                pairs += submit(cfgs, slurm.after(ns, job), name=name, plugins=plugins, echo=echo,
+                                check_data=job is None)
     for cfg, job in pairs:
         status[cfg.run_id] = f"submitted: job {job.job_id}"
     _write(plan, status)
@@ -489,9 +518,11 @@ def run(plan: Plan, ns: argparse.Namespace | None = None, *, cluster: str = "loc
     p = plan.protocol
     echo(f"benchmark {p.name}: {len(p.tasks)} task(s) x {len(plan.encoders)} encoder(s) x {len(plan.seeds)} "
          f"seed(s) -> {plan.save_path} (manifest {plan.manifest_path})")
-    if cluster != "local":
+    if cluster == "debug":
         echo("datasets are collected on this machine first; the runs then go to submitit")
-    collect_s = prepare(plan, echo)
+    elif cluster == "slurm":
+        echo("datasets that lack demonstrations are collected by Slurm jobs; each task's runs wait for its job")
+    collect_s = prepare(plan, echo, collect=cluster != "slurm")
     _write(plan, status)
     if cluster == "local":
         failed = run_local(plan, status, collect_s, echo)

@@ -65,8 +65,11 @@ def grid(base: TrainConfig, embedding_names: str, envs: str, seeds: str) -> list
 
 
 # -- checks before queueing ------------------------------------------------------------
-def _check(cfgs: list[TrainConfig]) -> list[tuple[TrainConfig, Path, bool]]:
-    """Validate every run up front (one bad name should not surface hours later in a job log)."""
+def _check(cfgs: list[TrainConfig], *, check_data: bool = True) -> list[tuple[TrainConfig, Path, bool]]:
+    """Validate every run up front (one bad name should not surface hours later in a job log).
+
+    ``check_data=False``: the datasets need not exist yet (a job the runs depend on collects them).
+    """
     from pvr.embed import open_dataset
     from pvr.encoders import ENCODERS
 
@@ -81,7 +84,7 @@ def _check(cfgs: list[TrainConfig]) -> list[tuple[TrainConfig, Path, bool]]:
             conflicts.append(str(e))
             continue
         checked.append((cfg, run_dir, finished))
-        if not finished:
+        if not finished and check_data:
             seen.update((cfg.data_path, env) for env in cfg.envs)
     if conflicts:
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
@@ -150,13 +153,13 @@ def make_executor(ns: argparse.Namespace, folder: Path, *, disable_cuda: bool,
 
 
 def submit(cfgs: list[TrainConfig], ns: argparse.Namespace, *, name: str, plugins: list[str] = (),
-           echo=print) -> list[tuple[TrainConfig, "submitit.Job"]]:
+           echo=print, check_data: bool = True) -> list[tuple[TrainConfig, "submitit.Job"]]:
     """Submit the runs of ``cfgs`` that are neither finished nor queued/running; return (cfg, job) pairs.
 
     Several runs go out as ONE job array. Raises PvrError before anything is queued
     if any run is misconfigured.
     """
-    checked = _check(cfgs)
+    checked = _check(cfgs, check_data=check_data)
     saves = {c.save_path for c in cfgs}
     folder = options.submitit_folder(ns, cfgs[0].save_path)
     if len(saves) > 1 and not ns.submitit_folder:
