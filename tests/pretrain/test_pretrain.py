@@ -104,6 +104,7 @@ def test_written_file_has_moco_v2_layout(synth, tmp_path, models):
     assert got == upstream_moco_keys("resnet18", 128, 32)
     queue = ckpt["state_dict"]["module.queue"]
     torch.testing.assert_close(queue.norm(dim=0), torch.ones(32))  # keys enter the queue L2-normalised
+    assert E.create("concat:tiny_moco+tiny_moco").dim == 1024  # the name joins concatenations like any other
 
 
 def test_resnet50_file_loads_through_the_zoo_moco_loader(synth, tmp_path, models):
