@@ -120,7 +120,6 @@ def test_resnet50_file_loads_through_the_zoo_moco_loader(synth, tmp_path, models
 
 
 # -- fingerprint ---------------------------------------------------------------------------------------------
-@pytest.mark.slow  # ~45 s on a busy 2-core CPU
 def test_fingerprint_follows_method_datasets_and_weights_only(synth, tmp_path, models, monkeypatch):
     pretrain(tiny(synth, tmp_path, epochs=1))
     base = E.create("tiny_moco").fingerprint
@@ -244,7 +243,6 @@ def test_cli_reports_errors_in_one_line(synth, tmp_path, models, capsys):
 
 
 # -- MAE ---------------------------------------------------------------------------------------------------------
-@pytest.mark.slow  # ~60 s on a busy 2-core CPU (ViT-S built three times)
 def test_mae_writes_mae_layout_and_loads_by_name(synth, tmp_path, models):
     import timm
 
