@@ -1,14 +1,20 @@
-"""DINOv3 encoders: ``dinov3_vits16``, ``dinov3_vitb16``, ``dinov3_vitl16`` and the satellite ``dinov3_vitl16_sat``.
+"""DINOv3 encoders: ``dinov3_vits16``, ``dinov3_vits16plus``, ``dinov3_vitb16``, ``dinov3_vitl16``,
+``dinov3_vitl16plus``, ``dinov3_vith16plus``, ``dinov3_vit7b16`` and the satellite ``dinov3_vitl16_sat`` and
+``dinov3_vit7b16_sat``.
 
 Weights are the gated release's files, ``dinov3_<arch>_pretrain_<lvd1689m|sat493m>-<hash>.pth``
 (the hashes DINOv3's hub code names; any hash is accepted), in DINOv3's own layout:
 ``cls_token``, ``storage_tokens`` (4), ``mask_token``, ``rope_embed.periods``, blocks with
 ``attn.qkv.{weight,bias,bias_mask}`` and ``ls{1,2}.gamma``, ``norm``; the satellite ViT-L also
-has ``local_cls_norm`` (a training-only norm for local crops). They are looked up in
+has ``local_cls_norm`` (a training-only norm for local crops), as has the 7B. The "plus" models and the 7B
+replace the MLP by DINOv3's SwiGLU, ``mlp.w3(silu(mlp.w1(x)) * mlp.w2(x))``, whose hidden width is
+``int(int(dim * ffn_ratio) * 2 / 3)`` rounded up to a multiple of 8 (64 for the 7B); the 7B has no QKV bias
+(so no ``bias_mask`` either). They are looked up in
 ``$PVR_MODEL_PATH`` and the torch hub cache, or timm's converted copy
 ``timm/vit_*_patch16_dinov3_qkvb.<tag>`` in the Hugging Face cache.
 
-The network is timm's DINOv3 ``Eva`` with QKV biases (``*_dinov3_qkvb``), whose rotary
+The network is timm's DINOv3 ``Eva`` with QKV biases (``*_dinov3_qkvb``; the 7B's ``vit_7b_patch16_dinov3``
+has none; timm has no ViT-L+, so ``dinov3_vitl16plus`` is its H+ at the L+ sizes), whose rotary
 position embedding is DINOv3's (base 100, coordinates normalised per side, no jitter
 or rescaling at inference). DINOv3 masks the key bias to zero (``bias_mask``), so only the
 query and value thirds of ``qkv.bias`` are loaded; the file's RoPE periods must equal the
@@ -44,11 +50,15 @@ PUBLISHED = ("https://ai.meta.com/resources/models-and-libraries/dinov3-download
 
 @dataclass(frozen=True)
 class Model:
-    arch: str  # DINOv3's compact name: vits16, vitb16, vitl16
+    arch: str  # DINOv3's compact name: vits16, vits16plus, vitb16, vitl16, vitl16plus, vith16plus, vit7b16
     weights: str  # lvd1689m | sat493m
     hash: str
     timm_arch: str
     width: int
+    ffn: str = "mlp"  # DINOv3's ffn_layer: mlp | swiglu (align 8) | swiglu64
+    ffn_ratio: float = 4.0
+    arch_args: dict = field(default_factory=dict)  # sizes timm's model needs beyond its defaults
+    timm_hub: bool = True  # timm publishes a converted copy of these weights
     overrides: dict = field(default_factory=dict)  # tests build tiny networks of the same layout
 
     @property
@@ -60,15 +70,36 @@ class Model:
         return f"dinov3_{self.arch}_pretrain_{self.weights}-*.pth"
 
 
+_L_PLUS = dict(embed_dim=1024, depth=24, num_heads=16)  # D3HB dinov3_vitl16plus
+# hashes and sizes as DINOv3's hub code (dinov3/hub/backbones.py) names them
 MODELS = {
     "dinov3_vits16": Model("vits16", "lvd1689m", "08c60483", "vit_small_patch16_dinov3_qkvb", 384),
+    "dinov3_vits16plus": Model("vits16plus", "lvd1689m", "4057cbaa", "vit_small_plus_patch16_dinov3_qkvb", 384,
+                               ffn="swiglu", ffn_ratio=6.0),
     "dinov3_vitb16": Model("vitb16", "lvd1689m", "73cec8be", "vit_base_patch16_dinov3_qkvb", 768),
     "dinov3_vitl16": Model("vitl16", "lvd1689m", "8aa4cbdd", "vit_large_patch16_dinov3_qkvb", 1024),
     "dinov3_vitl16_sat": Model("vitl16", "sat493m", "eadcf0ff", "vit_large_patch16_dinov3_qkvb", 1024),
+    "dinov3_vitl16plus": Model("vitl16plus", "lvd1689m", "46503df0", "vit_huge_plus_patch16_dinov3_qkvb", 1024,
+                               ffn="swiglu", ffn_ratio=6.0, arch_args=_L_PLUS, timm_hub=False),
+    "dinov3_vith16plus": Model("vith16plus", "lvd1689m", "7c1da9a5", "vit_huge_plus_patch16_dinov3_qkvb", 1280,
+                               ffn="swiglu", ffn_ratio=6.0),
+    "dinov3_vit7b16": Model("vit7b16", "lvd1689m", "a955f4ea", "vit_7b_patch16_dinov3", 4096,
+                            ffn="swiglu64", ffn_ratio=3.0),
+    "dinov3_vit7b16_sat": Model("vit7b16", "sat493m", "a6675841", "vit_7b_patch16_dinov3", 4096,
+                                ffn="swiglu64", ffn_ratio=3.0),
 }
+SWIGLU_ALIGN = {"swiglu": 8, "swiglu64": 64}
 #: keys of the published files that inference does not use
 UNUSED_SUFFIXES = (".bias_mask",)
 UNUSED = ("mask_token", "local_cls_norm.", "rope_embed.")
+#: DINOv3's SwiGLU (w1 through SiLU, times w2, then w3) under timm's names (fc1_g through SiLU, fc1_x, fc2)
+SWIGLU_KEYS = ((".mlp.w1.", ".mlp.fc1_g."), (".mlp.w2.", ".mlp.fc1_x."), (".mlp.w3.", ".mlp.fc2."))
+
+
+def swiglu_hidden(dim: int, ffn_ratio: float, align: int) -> int:
+    """DINOv3's SwiGLU width: 2/3 of the block's ``int(dim * ffn_ratio)``, rounded up to ``align``."""
+    d = int(int(dim * ffn_ratio) * 2 / 3)
+    return d + (-d % align)
 
 
 @dataclass(frozen=True)
@@ -90,16 +121,27 @@ class DinoV3Weights(weights.WeightsSpec):
 
 def spec(name: str) -> DinoV3Weights:
     m = MODELS[name]
-    return DinoV3Weights(m.filename, PUBLISHED, hf=(f"timm/{m.timm_arch}.{m.weights}", ("model.safetensors",)),
-                         pattern=m.pattern)
+    hf = (f"timm/{m.timm_arch}.{m.weights}", ("model.safetensors",)) if m.timm_hub else None
+    return DinoV3Weights(m.filename, PUBLISHED, hf=hf, pattern=m.pattern)
 
 
 def build(name: str):
+    """timm's network in the model's sizes; a SwiGLU width that is not DINOv3's is refused here, before loading."""
     import timm
 
     m = MODELS[name]
-    return timm.create_model(m.timm_arch, pretrained=False, img_size=INPUT, num_classes=0, global_pool="token",
-                             **m.overrides)
+    kw = {**m.arch_args, **m.overrides}
+    dim = kw.get("embed_dim", m.width)
+    if m.ffn != "mlp":
+        # timm sizes its SwiGLU as int(dim * mlp_ratio) rounded up to the alignment; give it DINOv3's width
+        kw.setdefault("mlp_ratio", swiglu_hidden(dim, m.ffn_ratio, SWIGLU_ALIGN[m.ffn]) / dim)
+    net = timm.create_model(m.timm_arch, pretrained=False, img_size=INPUT, num_classes=0, global_pool="token", **kw)
+    if m.ffn != "mlp":
+        want, got = swiglu_hidden(dim, m.ffn_ratio, SWIGLU_ALIGN[m.ffn]), net.blocks[0].mlp.fc1_g.out_features
+        if got != want:
+            raise PvrError(f"{name}: timm built a SwiGLU {got} wide where DINOv3's is {want}; "
+                           f"this timm version does not fit (pin the one in requirements.lock)")
+    return net
 
 
 def convert(state: dict, path) -> tuple[dict, torch.Tensor | None]:
@@ -117,6 +159,8 @@ def convert(state: dict, path) -> tuple[dict, torch.Tensor | None]:
             out[k.replace("qkv.bias", "v_bias")] = v_
             continue
         k = k.replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2")
+        for old, new in SWIGLU_KEYS:
+            k = k.replace(old, new)
         out["reg_token" if k == "storage_tokens" else k] = v
     return out, periods
 
@@ -154,10 +198,12 @@ def _make(name: str, train: bool = False, pretrained: bool = True,
 
 
 for _name, _m in MODELS.items():
-    register_encoder(_name, family="dinov3", weights=spec(_name).describe() + " (any hash; or timm's cache)",
+    register_encoder(_name, family="dinov3",
+                     weights=spec(_name).describe() + (" (any hash; or timm's cache)" if _m.timm_hub else " (any hash)"),
                      dim=_m.width, input_size=INPUT, present=(lambda n=_name: spec(n).present()),
                      published=PUBLISHED, licence=LICENCE,
-                     description=f"DINOv3 ViT-{_m.arch[3:-2].upper()}/16 ({_m.weights}), CLS token after the final "
-                                 f"norm, RoPE, 4 storage tokens")(
+                     description=f"DINOv3 ViT-{_m.arch[3:].split('16')[0].upper()}{'+' if 'plus' in _m.arch else ''}/16 "
+                                 f"({_m.weights}), CLS token after the final norm, RoPE, 4 storage tokens"
+                                 + ("" if _m.ffn == "mlp" else ", SwiGLU"))(
         lambda n=_name, **kw: _make(n, **kw))
     token_opts.enable(_name, width=_m.width, patch_grid=(INPUT // PATCH, INPUT // PATCH))
