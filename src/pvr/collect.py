@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pathlib
 import queue
+import time
 import traceback
 from typing import Any
 
@@ -103,6 +104,7 @@ def collect(
     expert_kwargs = dict(expert_kwargs or {})
     path = store_path(data_path, env)
     ds = pvr.data.open(path, mode="a") if path.exists() else None
+    started = time.time()
     try:
         if ds is not None and ds.num_episodes >= episodes:
             print(f"{path} already holds {ds.num_episodes} episodes (asked for {episodes}); nothing to collect")
@@ -140,6 +142,12 @@ def collect(
                           keep_failures, progress, demo.describe().get("name"))
     finally:
         if ds is not None:
+            if hasattr(ds, "update_meta") and not getattr(ds, "read_only", True):  # the stage's time, for `pvr report`
+                try:
+                    ds.update_meta(collect_seconds=round(float(ds.meta.get("collect_seconds", 0))
+                                                         + time.time() - started, 3))
+                except Exception:  # noqa: BLE001 — never hide the collection's own error
+                    pass
             ds.close()
     return path
 

@@ -39,6 +39,7 @@ import fcntl
 import os
 import struct
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -321,6 +322,7 @@ def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, 
         with _range_lock(Path(f"{base}.ranges.lock"), lo, hi if hi > lo else lo + 1, wait=wait, busy=busy_range):
             state = np.asarray(prog[:], dtype=np.int64)
             todo = _todo(state, lengths, c, lo, hi)
+            t0 = time.time()
             _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device,
                  update_prefix=shard is None, desc=f"embed {ds.env} [{encoder.name}]" + (f" {what}" if shard else ""))
         with _flock(Path(f"{base}.meta.lock"), shared=False, wait=True, busy=busy):
@@ -329,6 +331,8 @@ def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, 
             prefix = _prefix(state, lengths, c)
             if prefix > int(fresh.attrs.get("frames_done", 0)):
                 fresh.attrs["frames_done"] = prefix
+            # wall time of the encoding, summed over sessions and shards, for `pvr report`
+            fresh.attrs["embed_seconds"] = round(float(fresh.attrs.get("embed_seconds", 0)) + time.time() - t0, 3)
         return fresh
 
 

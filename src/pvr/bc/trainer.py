@@ -43,6 +43,8 @@ from pvr.embed import embed, feature_dim, find_features, load_features, make_enc
 from pvr.encoders import ENCODERS
 from pvr.encoders.base import encode
 from pvr.errors import PvrError
+from pvr.evaluation import timing
+from pvr.evaluation.vector import thread_split
 from pvr.evaluation.worker import EvalWorker
 from pvr.utils import default_device
 from pvr.utils.io import write_json
@@ -220,6 +222,9 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
                 _log(f"run {run_dir} is already finished; nothing to do")
             return run_dir
     device = world.device(cfg.disable_cuda)
+    train_threads, eval_threads = thread_split()  # training and evaluation share the cores (documented there)
+    if train_threads:
+        torch.set_num_threads(train_threads)
     action, env_kwargs = precheck(cfg)  # a dataset that does not fit its environment: fail before any write
     if world.is_main:
         for msg in cfg.warnings():
@@ -266,8 +271,12 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
             enc_model = DDP(encoder, device_ids=ids)
 
     def run_epoch(epoch: int) -> dict:
-        return train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world, per_update,
-                           recipe.loss)
+        t0 = time.time()
+        out = train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world, per_update,
+                          recipe.loss)
+        if save and world.is_main:  # the stage's wall time, for `pvr report`
+            timing.record(run_dir, "train", epoch, time.time() - t0)
+        return out
 
     if not world.is_main:  # ranks > 0: train in step with rank 0, nothing else
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -291,12 +300,12 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
                 device=str(device), episodes=cfg.num_episodes_test, num_envs=cfg.num_envs_test,
                 seed=cfg.seed * 1_000_003, num_input_frames=cfg.num_input_frames,
                 frame_stack_mode=cfg.frame_stack_mode, proprio=bool(cfg.proprio), frame_skips=cfg.frame_skips,
-                frame_skip_mode=cfg.frame_skip_mode, progress=progress)
+                frame_skip_mode=cfg.frame_skip_mode, progress=progress, threads=eval_threads)
     started = time.time()
     pending_train: dict[int, dict | None] = {}
     in_flight: dict | None = None  # what the evaluator is testing: kept in checkpoints until its row is written
     try:
-        with EvalWorker(spec) as worker:
+        with EvalWorker(spec, run_dir if save else None) as worker:
 
             def record(epoch: int, test: dict) -> None:
                 nonlocal in_flight

@@ -51,6 +51,22 @@ def available_cores() -> int:
     return max(1, cores)
 
 
+def thread_split(cores: int | None = None) -> tuple[int | None, int]:
+    """(trainer's, evaluation process's) torch threads when training and evaluation share ``cores``
+    (default: :func:`available_cores`).
+
+    The evaluation process's encoder gets a quarter of the cores, at least one; the
+    trainer gets the rest, at least one. Their OpenMP threads then never outnumber the
+    cores (threads that wait for a core spin, and a loaded 2-core machine ran 4x slower
+    with 2 threads than with 1). The env processes render single-threaded and import no
+    torch; they time-share the cores with the two. When the user set ``OMP_NUM_THREADS``
+    the trainer keeps torch's own setting (None)."""
+    c = max(1, cores or available_cores())
+    evaluation = max(1, c // 4)
+    trainer = None if os.environ.get("OMP_NUM_THREADS") else max(1, c - evaluation)
+    return trainer, evaluation
+
+
 def default_num_envs(episodes: int) -> int:
     """One environment per available core, never more than there are episodes to play."""
     return max(1, min(available_cores(), max(episodes, 1)))
@@ -124,13 +140,14 @@ def _make_held(env_name: str, env_kwargs: dict | None, frame_skips: int, frame_s
     return HoldWhenDone(make_eval_env(env_name, env_kwargs, frame_skips, frame_skip_mode))
 
 
-def _die_with_owner(owner_pid: int) -> None:
-    """SIGKILL this process when its owner dies (PR_SET_PDEATHSIG), as :func:`pvr.utils.procs.die_with_parent`
-    does; restated here because importing :mod:`pvr.utils` imports torch."""
+def die_with_owner(owner_pid: int, sig: int = signal.SIGKILL) -> None:
+    """Have Linux send ``sig`` to this process when its owner dies (PR_SET_PDEATHSIG), as
+    :func:`pvr.utils.procs.die_with_parent` does with SIGKILL; restated here because importing
+    :mod:`pvr.utils` imports torch, and because the evaluation process wants SIGTERM."""
     if not sys.platform.startswith("linux"):
         return
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))  # 1: PR_SET_PDEATHSIG
     except OSError:
         return
     if os.getppid() != owner_pid:  # the owner is already gone
@@ -159,7 +176,7 @@ def _env_process(owner_pid: int, plugins: list[str], *args) -> None:
     """Entry point of one env process: tied to its owner, quiet on the trainer's signals, then Gymnasium's worker."""
     from gymnasium.vector.async_vector_env import _async_worker
 
-    _die_with_owner(owner_pid)
+    die_with_owner(owner_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides when an evaluation stops
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -267,7 +284,7 @@ class SlotGroups:
 
 def make_slots(env_name: str, num_envs: int, env_kwargs: dict | None = None, frame_skips: int = 1,
                frame_skip_mode: str = "last", parallel: bool = True, plugins: list[str] | None = None,
-               pipeline: bool = True):
+               pipeline: bool = False):
     """Parallel slots when ``parallel`` and ``num_envs > 1`` (two pipelined groups with ``pipeline``);
     environments in this process otherwise, or (with a warning) when the environments cannot run in
     processes of their own."""

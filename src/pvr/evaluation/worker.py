@@ -5,6 +5,13 @@ for the whole run (no model copy per environment). The trainer ``submit``s the
 policy weights of an epoch (serialised bytes, so training can keep updating its
 own tensors) and later collects ``result()``. The worker dies with its parent,
 SIGKILL included.
+
+Stopping: the worker ends on SIGTERM by closing its env processes and exiting
+normally, so the named semaphores its ``AsyncVectorEnv``s created are released and
+Python's resource tracker has nothing left to warn about ("leaked semaphore
+objects"). ``close(now=True)`` (Ctrl-C, errors in the trainer) sends SIGTERM, and
+Linux sends it too when the trainer dies, SIGKILL included; SIGKILL follows only
+if the worker has not ended within :data:`STOP_GRACE` seconds.
 """
 from __future__ import annotations
 
@@ -14,12 +21,31 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
+import time
 import traceback
+from pathlib import Path
 
 import torch
 
 from pvr.errors import PvrError
 from pvr.utils import interrupt
+
+#: seconds a worker asked to stop (SIGTERM) may take to close its env processes before it is killed
+STOP_GRACE = 10.0
+
+
+class _Stop(BaseException):
+    """Raised in the worker by SIGTERM: unwind, close the env processes, exit normally."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    # the watchdog ends the process should unwinding hang (e.g. an env process that never answers)
+    watchdog = threading.Timer(STOP_GRACE, os._exit, args=(143,))
+    watchdog.daemon = True  # a normal exit does not wait for it
+    watchdog.start()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    raise _Stop
 
 
 def _serialise(weights: dict[str, dict]) -> bytes:
@@ -30,9 +56,12 @@ def _serialise(weights: dict[str, dict]) -> bytes:
 
 
 def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
-    from pvr.utils.procs import die_with_parent, thread_lock_for_progress_bars
+    from pvr.evaluation.vector import die_with_owner
+    from pvr.utils.procs import thread_lock_for_progress_bars
 
-    die_with_parent(parent_pid)
+    # SIGTERM, not SIGKILL, when the trainer dies: the worker then releases its semaphores on the way out
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    die_with_owner(parent_pid, signal.SIGTERM)
     thread_lock_for_progress_bars()
     # The trainer owns this process's lifetime. Slurm (submitit's --signal=USR2) signals every process of
     # the job before a timeout or preemption, and Ctrl-C reaches the whole process group: by default either
@@ -40,6 +69,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(spec.get("threads", 1))
+    envs: dict = {}
     try:
         import pvr.envs
         import pvr.plugins
@@ -48,7 +78,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
 
         pvr.plugins.load(spec.get("plugins", []))
         from pvr.embed import make_encoder
-        from pvr.evaluation.rollout import evaluate
+        from pvr.evaluation.rollout import evaluate, pipeline_by_default
         from pvr.evaluation.vector import default_num_envs, make_slots
 
         encoder = make_encoder(spec["embedding_name"], seed=spec.get("encoder_seed"), **spec["encoder_kwargs"])
@@ -62,20 +92,29 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
         skips, skip_mode = int(spec.get("frame_skips", 1)), spec.get("frame_skip_mode", "last")
         # the env processes (one per slot, kept for the whole run) are started once, here
         num_envs = min(spec.get("num_envs") or default_num_envs(spec["episodes"]), max(spec["episodes"], 1))
-        envs = {}
+        pipeline = spec.get("pipeline")
+        if pipeline is None:
+            pipeline = pipeline_by_default(encoder)
         for name in spec["envs"]:
             envs[name] = make_slots(name, num_envs, spec["env_kwargs"][name], skips, skip_mode,
-                                    parallel=spec.get("parallel", True), plugins=spec.get("plugins", []))
+                                    parallel=spec.get("parallel", True), plugins=spec.get("plugins", []),
+                                    pipeline=pipeline)
         results.put(("ready", None, None))
+    except _Stop:
+        _stop(envs, results)
+        return
     except BaseException as e:  # report, then exit
         results.put(("error", None, _describe(e)))
+        _close(envs, terminate=True)
         return
+    stopping = False
     try:
         while True:
             msg = requests.get()
             if msg is None:
                 break
             epoch, blob = msg
+            started = time.perf_counter()
             try:
                 weights = torch.load(io.BytesIO(blob), weights_only=True, map_location=device)
                 policy.load_state_dict(weights["policy"])
@@ -88,13 +127,35 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
                                          frame_stack_mode=spec["frame_stack_mode"], envs=slots,
                                          proprio_dims=proprio_dims(name) if spec.get("proprio") else 0,
                                          desc=f"{name} @ {epoch}", progress=spec.get("progress", True))
-                results.put(("result", epoch, out))
+                results.put(("result", epoch, (out, time.perf_counter() - started)))
+            except _Stop:
+                raise
             except BaseException as e:
                 results.put(("error", epoch, _describe(e)))
                 return
+    except _Stop:
+        stopping = True
+        _stop(envs, results)
     finally:
-        for slots in envs.values():
-            slots.close()
+        if not stopping:
+            _close(envs)
+
+
+def _close(envs: dict, terminate: bool = False) -> None:
+    for slots in envs.values():
+        try:
+            if terminate and hasattr(slots, "pids"):
+                slots.close(terminate=True)
+            else:
+                slots.close()
+        except Exception:  # noqa: BLE001 — closing the others matters more
+            pass
+
+
+def _stop(envs: dict, results) -> None:
+    """Asked to stop: end the env processes at once; nobody reads the results any more."""
+    results.cancel_join_thread()
+    _close(envs, terminate=True)
 
 
 def _describe(e: BaseException) -> str:
@@ -106,7 +167,9 @@ def _describe(e: BaseException) -> str:
 class EvalWorker:
     """Handle to the evaluation process. Use as a context manager so it is always closed."""
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict, run_dir: str | os.PathLike | None = None):
+        """``run_dir``: where each evaluation's wall time is recorded (:mod:`pvr.evaluation.timing`)."""
+        self.run_dir = None if run_dir is None else Path(run_dir)
         ctx = mp.get_context("spawn")
         self._requests = ctx.Queue()
         self._results = ctx.Queue()
@@ -138,6 +201,17 @@ class EvalWorker:
         assert tag == kind, (tag, kind)
         return epoch, payload
 
+    def _finish(self, epoch: int, payload: tuple[dict, float]) -> tuple[int, dict]:
+        assert epoch == self.in_flight, (epoch, self.in_flight)
+        out, seconds = payload
+        self.in_flight = None
+        self.last_seconds = seconds
+        if self.run_dir is not None:
+            from pvr.evaluation import timing
+
+            timing.record(self.run_dir, "evaluate", epoch, seconds)
+        return epoch, out
+
     def submit(self, epoch: int, weights: dict[str, dict]) -> None:
         """Evaluate ``{"policy": state_dict[, "encoder": state_dict]}`` as epoch ``epoch``."""
         assert self.in_flight is None, "one evaluation at a time"
@@ -157,24 +231,26 @@ class EvalWorker:
                 return None
             if tag == "error":
                 raise PvrError(f"evaluation failed: {out}")
-            assert epoch == self.in_flight, (epoch, self.in_flight)
-            self.in_flight = None
-            return epoch, out
-        epoch, out = self._wait("result")
-        assert epoch == self.in_flight, (epoch, self.in_flight)
-        self.in_flight = None
-        return epoch, out
+            return self._finish(epoch, out)
+        return self._finish(*self._wait("result"))
 
-    def _kill_at_exit(self) -> None:
+    def _stop_now(self) -> None:
+        """SIGTERM (the worker closes its env processes and exits), SIGKILL if it has not within the grace."""
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(timeout=STOP_GRACE + 2)
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(timeout=5)
 
+    def _kill_at_exit(self) -> None:
+        self._stop_now()
+
     def close(self, *, now: bool = False) -> None:
         """Stop the worker: politely after its current job, or at once (``now``, on errors and Ctrl-C)."""
         atexit.unregister(self._kill_at_exit)
-        if self.proc.is_alive() and now:
-            self.proc.kill()
+        if now:
+            self._stop_now()
         if self.proc.is_alive():
             try:
                 self._requests.put(None)

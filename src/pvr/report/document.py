@@ -38,6 +38,19 @@ def wall_time(run: Run | None) -> str:
     return ", ".join(f"{k} {_seconds(v)}" for k, v in run.wall_time.items())
 
 
+STAGES = (("collect", "collect"), ("embed", "embed"), ("train", "train"), ("evaluate", "evaluation"))
+STAGES_NOTE = ("Stage times: wall time of collect and embed (the run's datasets, recorded in the stores; "
+               "shared by every run on the same data, so they are not summed across runs), train (every epoch) "
+               "and evaluation (every evaluation point, in the evaluation process, which runs alongside "
+               "training). — where a stage recorded no time (e.g. a run made before pvr recorded it).")
+
+
+def stage_cells(run: Run | None) -> list[str]:
+    """collect, embed, train and evaluation wall time of a run; — where none is recorded."""
+    stages = {} if run is None else run.stages
+    return [_seconds(stages[k]) if k in stages else "—" for k, _ in STAGES]
+
+
 METHODS = (
     "Score: the success rate where the env has one, else the return divided by the manifest's maximum "
     "(DMC: 1000). Metric *final* reads the last evaluation (the original paper's reading), *best* the highest "
@@ -114,9 +127,10 @@ def blocks(a: Analysis, figures: list[tuple[Path, str]], outside: list[Run]) -> 
                          "-" if ev is None else f"{a.scoring.score(ev.success, ev.ret, env):.3f}",
                          "-" if ev is None or math.isnan(ev.success) else rate(round(ev.success * ev.episodes),
                                                                                ev.episodes),
-                         wall_time(s.run), "-" if s.run is None else str(s.run.path)])
-    out.append(("table", ["task", "encoder", "seed", "status", "epoch", "score", "success", "wall time", "run"],
-                rows, bold))
+                         *stage_cells(s.run), "-" if s.run is None else str(s.run.path)])
+    out.append(("table", ["task", "encoder", "seed", "status", "epoch", "score", "success",
+                          *(label for _, label in STAGES), "run"], rows, bold))
+    out.append(("p", STAGES_NOTE))
     notes = []
     for s in a.slots:
         for d in s.duplicates:

@@ -143,6 +143,7 @@ class Run:
     finished: bool
     curves: dict[str, list[Evaluation]] = field(default_factory=dict)  # env → evaluations in epoch order
     timings: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # see stage_times()
 
     @property
     def encoder(self) -> str:
@@ -166,8 +167,9 @@ class Run:
 
     @property
     def wall_time(self) -> dict[str, float]:
-        """Seconds per recorded stage: ``timings.json`` if present, plus train+eval from ``stats.jsonl``."""
-        out = dict(self.timings)
+        """Seconds per recorded stage: ``timings.json`` if present, the stage times (:func:`stage_times`),
+        plus train+eval from ``stats.jsonl``."""
+        out = {**self.timings, **self.stages}
         # a row's time counts from the start of its session; a resumed run starts again from 0,
         # so the total is the sum of each session's last time (work after a session's last row is lost)
         times = [float(r["time"]) for r in sorted(self.rows, key=lambda r: r["epoch"])
@@ -209,7 +211,55 @@ def _read_run(d: Path) -> Run:
             run.timings = {str(k): float(v) for k, v in t.items() if isinstance(v, (int, float))}
         except (OSError, json.JSONDecodeError, AttributeError):
             pass  # an unreadable timings file only loses the wall-time column
+    run.stages = stage_times(run)
     return run
+
+
+def _dataset_stage_times(config: dict, fingerprint: str | None) -> dict[str, float]:
+    """collect and embed seconds recorded in the run's dataset stores, summed over its envs (a stage is
+    absent unless every env's store records it)."""
+    import pvr.data
+    from pvr.evaluation.timing import dataset_totals
+
+    envs = [e for e in str(config.get("env", "")).split(",") if e]
+    data_path = config.get("data_path")
+    if not envs or not data_path:
+        return {}
+    per_env = []
+    for env in envs:
+        path = next((p for p in (Path(data_path) / f"{env.replace('/', '_')}.zarr", Path(data_path) / f"{env}.zarr")
+                     if p.exists()), None)
+        if path is None:
+            return {}
+        try:
+            ds = pvr.data.open(path, mode="r")
+        except Exception:  # noqa: BLE001 — an unreadable store only loses its stage times
+            return {}
+        try:
+            per_env.append(dataset_totals(ds, config["embedding_name"], fingerprint))
+        finally:
+            ds.close()
+    return {k: sum(t[k] for t in per_env) for k in ("collect", "embed") if all(k in t for t in per_env)}
+
+
+def stage_times(run: Run) -> dict[str, float]:
+    """Seconds of each stage behind a run: ``collect`` and ``embed`` of its datasets (recorded in the
+    stores, shared by every run on them; else the benchmark runner's ``timings.json``), ``train`` and
+    ``evaluate`` of the run itself (``stage_times.jsonl``). A stage with no record is absent."""
+    from pvr.evaluation.timing import RUN_STAGES, run_totals
+
+    fingerprint = None
+    try:
+        fingerprint = json.loads((run.path / "run.json").read_text())["facts"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    out = {k: run.timings[k] for k in ("collect", "embed") if k in run.timings}
+    if not run.config.get("train_embedding"):  # fine-tuning embeds nothing
+        out.update(_dataset_stage_times(run.config, fingerprint))
+    else:
+        out.pop("embed", None)
+    out.update({k: v for k, v in run_totals(run.path).items() if k in RUN_STAGES})
+    return out
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
