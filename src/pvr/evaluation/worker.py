@@ -99,18 +99,18 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
             envs[name] = make_slots(name, num_envs, spec["env_kwargs"][name], skips, skip_mode,
                                     parallel=spec.get("parallel", True), plugins=spec.get("plugins", []),
                                     pipeline=pipeline)
-        results.put(("ready", None, None))
+        results.send(("ready", None, None))
     except _Stop:
         _stop(envs, results)
         return
     except BaseException as e:  # report, then exit
-        results.put(("error", None, _describe(e)))
+        results.send(("error", None, _describe(e)))
         _close(envs, terminate=True)
         return
     stopping = False
     try:
         while True:
-            msg = requests.get()
+            msg = requests.recv()
             if msg is None:
                 break
             epoch, blob = msg
@@ -127,11 +127,11 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
                                          frame_stack_mode=spec["frame_stack_mode"], envs=slots,
                                          proprio_dims=proprio_dims(name) if spec.get("proprio") else 0,
                                          desc=f"{name} @ {epoch}", progress=spec.get("progress", True))
-                results.put(("result", epoch, (out, time.perf_counter() - started)))
+                results.send(("result", epoch, (out, time.perf_counter() - started)))
             except _Stop:
                 raise
             except BaseException as e:
-                results.put(("error", epoch, _describe(e)))
+                results.send(("error", epoch, _describe(e)))
                 return
     except _Stop:
         stopping = True
@@ -154,7 +154,6 @@ def _close(envs: dict, terminate: bool = False) -> None:
 
 def _stop(envs: dict, results) -> None:
     """Asked to stop: end the env processes at once; nobody reads the results any more."""
-    results.cancel_join_thread()
     _close(envs, terminate=True)
 
 
@@ -171,14 +170,17 @@ class EvalWorker:
         """``run_dir``: where each evaluation's wall time is recorded (:mod:`pvr.evaluation.timing`)."""
         self.run_dir = None if run_dir is None else Path(run_dir)
         ctx = mp.get_context("spawn")
-        self._requests = ctx.Queue()
-        self._results = ctx.Queue()
+        # pipes, not queues: a Queue holds named semaphores, which a SIGKILLed trainer could not release
+        requests_in, self._requests = ctx.Pipe(duplex=False)
+        self._results, results_out = ctx.Pipe(duplex=False)
         # Not a daemon: a daemon may not start children, and the worker starts one process per evaluation
         # env. It still cannot outlive this process: Linux kills it when this one dies (die_with_parent),
         # and an interpreter exiting without close() kills it first instead of waiting for it.
-        self.proc = ctx.Process(target=_worker_main, args=(spec, self._requests, self._results, os.getpid()),
+        self.proc = ctx.Process(target=_worker_main, args=(spec, requests_in, results_out, os.getpid()),
                                 daemon=False, name="pvr-eval")
         self.proc.start()
+        requests_in.close()  # the worker's ends: once it is gone, reading the results says so (EOF)
+        results_out.close()
         atexit.register(self._kill_at_exit)
         self.in_flight: int | None = None
         self._wait("ready")
@@ -187,12 +189,15 @@ class EvalWorker:
         while True:
             interrupt.check()
             try:
-                return self._results.get(timeout=1.0 if timeout is None else timeout)
-            except queue.Empty:
-                if not self.proc.is_alive():
-                    raise RuntimeError(f"the evaluation process died (exit code {self.proc.exitcode})") from None
-                if timeout is not None:
-                    raise
+                if self._results.poll(1.0 if timeout is None else timeout):
+                    return self._results.recv()
+            except (EOFError, OSError):
+                pass  # the worker is gone: said below
+            if not self.proc.is_alive():
+                self.proc.join(timeout=1)
+                raise RuntimeError(f"the evaluation process died (exit code {self.proc.exitcode})") from None
+            if timeout is not None:
+                raise queue.Empty
 
     def _wait(self, kind: str):
         tag, epoch, payload = self._get()
@@ -215,7 +220,7 @@ class EvalWorker:
     def submit(self, epoch: int, weights: dict[str, dict]) -> None:
         """Evaluate ``{"policy": state_dict[, "encoder": state_dict]}`` as epoch ``epoch``."""
         assert self.in_flight is None, "one evaluation at a time"
-        self._requests.put((epoch, _serialise(weights)))
+        self._requests.send((epoch, _serialise(weights)))
         self.in_flight = epoch
 
     def busy(self) -> bool:
@@ -226,7 +231,7 @@ class EvalWorker:
         (then None while it is still running)."""
         if not block:
             try:
-                tag, epoch, out = self._results.get_nowait()
+                tag, epoch, out = self._get(timeout=0)
             except queue.Empty:
                 return None
             if tag == "error":
@@ -253,15 +258,15 @@ class EvalWorker:
             self._stop_now()
         if self.proc.is_alive():
             try:
-                self._requests.put(None)
+                self._requests.send(None)
             except (OSError, ValueError):
                 pass
             self.proc.join(timeout=5)
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(timeout=5)
-        self._requests.cancel_join_thread()
-        self._results.cancel_join_thread()
+        self._requests.close()
+        self._results.close()
 
     def __enter__(self) -> "EvalWorker":
         return self
