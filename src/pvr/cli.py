@@ -41,11 +41,23 @@ def cmd_collect(a) -> None:
 def cmd_embed(a) -> None:
     from pvr.embed import embed, find_features, make_encoder, open_dataset, parse_shard
 
+    from pvr.embed import embed_on_devices, parse_batch_size, parse_devices
+
     shard = parse_shard(a.shard)
+    devices = parse_devices(a.devices)
+    if devices and shard:
+        raise PvrError("--devices runs its own shards (one per device); drop --shard, or drop --devices")
+    batch = parse_batch_size(a.batch_size)
     for env in [e for e in a.env.split(",") if e]:
+        if devices:
+            arr = embed_on_devices(a.data_path, env, a.embedding_name, devices, seed=a.seed, runtime=a.runtime,
+                                   batch_size=batch, prefetch=a.prefetch, wait=a.wait)
+            print(f"{arr.path}: {arr.shape[0]} frames x {arr.shape[1]} ({a.embedding_name}, {len(devices)} devices)")
+            continue
         with open_dataset(a.data_path, env, mode="a") as ds:
             enc = make_encoder(a.embedding_name, ds, seed=a.seed, runtime=a.runtime)
-            arr = embed(ds, enc, batch_size=a.batch_size, shard=shard, wait=a.wait, progress=not a.quiet)
+            arr = embed(ds, enc, batch_size=batch, shard=shard, wait=a.wait, progress=not a.quiet,
+                        prefetch=a.prefetch)
             where = f"{ds.path}/features/{enc.name}-{enc.fingerprint}"
             if find_features(ds, enc) is None:
                 done = int(arr.attrs.get("frames_done", 0))
@@ -229,7 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--env", required=True, help="environment name(s), comma-separated")
     s.add_argument("--embedding_name", required=True)
     s.add_argument("--data_path", default="pvr_data")
-    s.add_argument("--batch_size", type=int, default=64)
+    s.add_argument("--batch_size", default="64",
+                   help="frames per forward pass, or auto: doubled from 8 while images/s grow by more than 5%% "
+                        "and memory suffices (default: 64)")
+    s.add_argument("--prefetch", type=int, default=2,
+                   help="batches read from the dataset ahead of the encoder, on a background thread (0: off)")
+    s.add_argument("--devices", default=None, metavar="DEV,DEV|all",
+                   help="embed on several devices at once, one process per device each embedding shard i/n "
+                        "(e.g. cuda:0,cuda:1, or all: every GPU)")
     s.add_argument("--seed", type=int, default=1,
                    help="draws the weights of encoders with random weights (random<N>); use the --seed of the "
                         "`pvr train` run that will read the features (default: 1, pvr train's default)")

@@ -41,7 +41,8 @@ import struct
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections import deque
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -283,18 +284,22 @@ def shard_chunks(nchunks: int, shard: tuple[int, int] | None) -> tuple[int, int]
     return nchunks * i // n, nchunks * (i + 1) // n
 
 
-def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, device: str | None = None,
-          shard: tuple[int, int] | str | None = None, wait: bool = False, chunk_frames: int | None = None):
+def embed(ds, encoder: Encoder, *, batch_size: int | str = 64, progress: bool = True, device: str | None = None,
+          shard: tuple[int, int] | str | None = None, wait: bool = False, chunk_frames: int | None = None,
+          prefetch: int = 2):
     """Embed the frames of ``ds`` (opened with mode="a") with ``encoder``; return the feature array.
 
     ``shard=(i, n)`` (or ``"i/n"``) embeds only shard i of n; the array is complete
     once every shard has run (check with :func:`find_features`). ``wait=True``
     waits for a concurrent ``embed`` of the same features instead of refusing.
-    Runs on the GPU when there is one (``device`` overrides).
+    Runs on the GPU when there is one (``device`` overrides). ``batch_size="auto"``
+    picks it by measuring (:func:`auto_batch_size`); ``prefetch`` batches are read
+    from the store on a background thread while the current one encodes (0: none).
     """
     shard = parse_shard(shard)
-    if batch_size < 1:
-        raise PvrError(f"batch size must be at least 1, got {batch_size}")
+    batch_size = parse_batch_size(batch_size)
+    if prefetch < 0:
+        raise PvrError(f"prefetch must be 0 (off) or more batches, got {prefetch}")
     done = find_features(ds, encoder)
     if done is not None:
         return done
@@ -319,12 +324,16 @@ def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, 
         lo, hi = shard_chunks(len(lengths), shard)
         busy_range = (f"{what} of {key} in {ds.path} overlaps one another process is embedding right now; "
                       "run each shard once, with the same n (e.g. --shard 0/4 ... 3/4), or pass --wait")
-        with _range_lock(Path(f"{base}.ranges.lock"), lo, hi if hi > lo else lo + 1, wait=wait, busy=busy_range):
+        # a shard with no chunks (more shards than chunks) writes nothing, so it claims no range: a
+        # one-byte claim at lo would collide with the next shard, which starts at the same chunk
+        claim = (_range_lock(Path(f"{base}.ranges.lock"), lo, hi, wait=wait, busy=busy_range) if hi > lo
+                 else nullcontext())
+        with claim:
             state = np.asarray(prog[:], dtype=np.int64)
             todo = _todo(state, lengths, c, lo, hi)
             t0 = time.time()
             _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device,
-                 update_prefix=shard is None, desc=f"embed {ds.env} [{encoder.name}]" + (f" {what}" if shard else ""))
+                 update_prefix=shard is None, prefetch=prefetch, desc=f"embed {ds.env} [{encoder.name}]" + (f" {what}" if shard else ""))
         with _flock(Path(f"{base}.meta.lock"), shared=False, wait=True, busy=busy):
             fresh = ds.group[FEATURES_GROUP][key]  # re-read: other shards may have changed it
             state = np.asarray(ds.group[FEATURES_GROUP][key + PROGRESS_SUFFIX][:], dtype=np.int64)
@@ -336,37 +345,123 @@ def embed(ds, encoder: Encoder, *, batch_size: int = 64, progress: bool = True, 
         return fresh
 
 
-def _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device, *, update_prefix, desc):
+def parse_batch_size(value: int | str) -> int | str:
+    """A positive int, or ``"auto"`` (measured when the device is known)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise PvrError(f"batch size {value!r} is not a number; give e.g. --batch_size 64 or --batch_size auto") from None
+    if n < 1:
+        raise PvrError(f"batch size must be at least 1, got {n}")
+    return n
+
+
+def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Host frames → device. For a GPU the (uint8) frames go through pinned memory and are copied
+    without blocking the host, so the reader can fill the next batch during the copy; conversion
+    to float, resizing and normalisation then run on the device (each encoder's preprocessing
+    works on whatever device its input is on)."""
+    t = torch.from_numpy(batch)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def auto_batch_size(encoder: Encoder, frames: np.ndarray, device: torch.device, *, start: int = 8,
+                    limit: int = 1024, gain: float = 1.05, seconds: float = 0.3) -> int:
+    """The batch size to embed with, by measurement: double from ``start`` while images/s
+    grow by more than 5 % and memory suffices (an out-of-memory error ends the search at the
+    last size that ran). ``frames`` are the dataset's first frames, repeated as needed."""
+    if len(frames) == 0:
+        return start
+    best, best_rate, size = start, 0.0, start
+    while size <= limit:
+        batch = np.resize(frames, (size, *frames.shape[1:])) if len(frames) < size else frames[:size]
+        try:
+            x = _to_device(np.ascontiguousarray(batch), device)
+            encode(encoder, x)  # warm-up (allocator, kernel selection)
+            n, t0 = 0, time.perf_counter()
+            while True:
+                encode(encoder, x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                n += size
+                if time.perf_counter() - t0 >= seconds:
+                    break
+            rate = n / (time.perf_counter() - t0)
+        except torch.OutOfMemoryError:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            break
+        if rate <= best_rate * gain:
+            break
+        best, best_rate, size = size, rate, size * 2
+    return best
+
+
+def _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device, *, update_prefix, desc,
+         prefetch: int = 2):
+    source = ds[encoder.input_key]
+    encoder.eval()
+    device = torch.device(device if device is not None else default_device())
+    encoder.to(device)
+    # on a GPU the whole batch is one forward pass; CPU micro-batching is for CPU caches
+    micro = encoder.micro_batch
+    if device.type == "cuda":
+        encoder.micro_batch = None
+    try:
+        with torch.inference_mode():
+            if batch_size == "auto":
+                sample = np.asarray(source[0: min(ds.num_frames, 64)])
+                batch_size = auto_batch_size(encoder, sample, device)
+                if progress:
+                    print(f"embed: batch size {batch_size} (measured on {device})", file=sys.stderr, flush=True)
+            _encode_batches(source, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device,
+                            update_prefix=update_prefix, desc=desc, prefetch=prefetch)
+    finally:
+        encoder.micro_batch = micro
+
+
+def _encode_batches(source, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device, *,
+                    update_prefix, desc, prefetch):
     total = sum(b - a for a, b in todo)
     batches = [(s, min(s + batch_size, b)) for a, b in todo for s in range(a, b, batch_size)]
     bar = tqdm(total=int(lengths.sum()), initial=int(lengths.sum()) - total, desc=desc, unit="frame",
                disable=not progress, dynamic_ncols=True)
-    source = ds[encoder.input_key]
 
     def read(ab: tuple[int, int]) -> np.ndarray:
         return np.asarray(source[ab[0]: ab[1]])
 
-    encoder.eval()
-    if device is None:
-        device = default_device()
-    encoder.to(device)
+    pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
+    pending: deque = deque()
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
-            pending = pool.submit(read, batches[0]) if batches else None
-            for i, (a, b) in enumerate(batches):
-                interrupt.check()
-                batch = pending.result()
-                pending = pool.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
-                feats = encode(encoder, torch.from_numpy(batch).to(device)).cpu().numpy()
-                arr[a:b] = feats
-                # commit: per-chunk progress (one file each), after the features are on disk
-                for k in range(a // c, (b - 1) // c + 1):
-                    state[k] = min(b, k * c + int(lengths[k])) - k * c
-                    prog[k] = state[k]
-                if update_prefix:  # only an unsharded run (it holds the exclusive lock) writes attrs per batch
-                    arr.attrs["frames_done"] = _prefix(state, lengths, c)
-                bar.update(b - a)
+        nxt = 0
+        for a, b in batches:
+            interrupt.check()
+            if pool is None:
+                batch = read((a, b))
+            else:
+                # a bounded queue: at most `prefetch` batches read ahead of the encoder
+                while nxt < len(batches) and len(pending) < prefetch + 1:
+                    pending.append(pool.submit(read, batches[nxt]))
+                    nxt += 1
+                batch = pending.popleft().result()
+            feats = encode(encoder, _to_device(batch, device)).cpu().numpy()
+            arr[a:b] = feats
+            # commit: per-chunk progress (one file each), after the features are on disk
+            for k in range(a // c, (b - 1) // c + 1):
+                state[k] = min(b, k * c + int(lengths[k])) - k * c
+                prog[k] = state[k]
+            if update_prefix:  # only an unsharded run (it holds the exclusive lock) writes attrs per batch
+                arr.attrs["frames_done"] = _prefix(state, lengths, c)
+            bar.update(b - a)
     finally:
+        if pool is not None:
+            for f in pending:
+                f.cancel()  # Ctrl-C: reads not started are dropped; the one running ends on its own
+            pool.shutdown(wait=True)
         bar.close()
 
 
@@ -382,3 +477,85 @@ def open_features(ds, encoder: Encoder) -> FrameArray:
 def load_features(ds, encoder: Encoder) -> np.ndarray:
     """All features of ``ds`` for ``encoder`` as one (N, dim) array; PvrError if not embedded yet."""
     return np.asarray(open_features(ds, encoder)[:])
+
+
+# -- several devices: one process per device, each embedding its shard -----------------------
+def parse_devices(text: str | None) -> list[str] | None:
+    """``"cuda:0,cuda:1"`` (any torch devices, ``cpu`` repeated included) or ``"all"`` (every GPU)."""
+    if text is None or text == "":
+        return None
+    if text.strip().lower() == "all":
+        n = torch.cuda.device_count()
+        if n == 0:
+            raise PvrError("--devices all found no GPU here; name devices instead, e.g. --devices cpu,cpu")
+        return [f"cuda:{i}" for i in range(n)]
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    for d in devices:
+        try:
+            dev = torch.device(d)
+        except RuntimeError:
+            raise PvrError(f"--devices: {d!r} is not a device; use e.g. --devices cuda:0,cuda:1 or --devices all") from None
+        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+            raise PvrError(f"--devices: {d} does not exist here ({torch.cuda.device_count()} GPU(s))")
+    return devices
+
+
+def _embed_shard(data_path: str, env: str, name: str, seed: int | None, runtime: str, batch_size, prefetch: int,
+                 shard: tuple[int, int], device: str, wait: bool, plugins: list[str], sys_path: list[str]) -> None:
+    """One device's process: its own encoder copy on ``device``, embedding shard i/n."""
+    import pvr.plugins
+
+    interrupt.install()
+    sys.path[:] = sys_path + [p for p in sys.path if p not in sys_path]  # plugins the parent imported from there
+    pvr.plugins.load(plugins)
+    with open_dataset(data_path, env, mode="a") as ds:
+        enc = make_encoder(name, ds, seed=seed, runtime=runtime)
+        embed(ds, enc, batch_size=batch_size, progress=False, device=device, shard=shard, wait=wait,
+              prefetch=prefetch)
+
+
+def embed_on_devices(data_path: str | os.PathLike, env: str, name: str, devices: list[str], *,
+                     seed: int | None = None, runtime: str = "torch", batch_size: int | str = 64, prefetch: int = 2,
+                     wait: bool = False):
+    """Embed ``env``'s dataset on several devices at once: shard i of n on devices[i], each in its
+    own process (the sharded, lock-safe path of :func:`embed`); then check that every frame is
+    embedded and return the feature array. A failed shard raises, naming it; finished shards'
+    features stay, so running the command again embeds only what is missing."""
+    import multiprocessing as mp
+
+    import pvr.plugins
+
+    n = len(devices)
+    ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
+    procs = [ctx.Process(target=_embed_shard, name=f"pvr-embed-{i}of{n}",
+                         args=(str(data_path), env, name, seed, runtime, batch_size, prefetch, (i, n), d, wait,
+                               pvr.plugins.loaded(), list(sys.path)))
+             for i, d in enumerate(devices)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            interrupt.check()
+            for p in procs:
+                p.join(timeout=0.2)
+    except BaseException:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: each child stops at its next batch, keeping its progress
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        raise
+    failed = [f"shard {i}/{n} on {devices[i]} (exit code {p.exitcode})" for i, p in enumerate(procs) if p.exitcode]
+    if failed:
+        raise PvrError(f"embedding {env} with {name} failed in {', '.join(failed)}; see the messages above and "
+                       "run the same command again (finished shards are kept)")
+    with open_dataset(data_path, env, mode="a") as ds:
+        enc = make_encoder(name, ds, seed=seed, runtime=runtime)
+        arr = find_features(ds, enc)
+        if arr is None:
+            raise PvrError(f"{ds.path}: every shard of {name} exited cleanly but the features are not complete; "
+                           "run the same command again to embed the missing frames")
+        return arr
