@@ -14,6 +14,13 @@ stripe), then measures, each in a fresh process (peak RSS from ``wait4``):
   encoder over its trajectories.
 
 Everything it writes lives under ``--work`` and is deleted at the end.
+
+``--eval_envs 1,2,4`` (with ``--sizes '' --baseline_sizes ''`` to skip the above) measures
+the evaluation process instead: an :class:`pvr.evaluation.worker.EvalWorker` with
+``--eval_encoder`` (random init) evaluating on MiniGrid with N env processes; resident
+(RSS) and proportional (PSS) memory of the evaluation process and of each env process,
+sampled during the evaluation, and whether an env process mapped libtorch. One model
+copy: the evaluation process's memory does not grow with N.
 """
 from __future__ import annotations
 
@@ -122,12 +129,75 @@ def peak_rss(cmd: list[str], env: dict) -> tuple[float, float]:
     return usage.ru_maxrss / 1024, time.time() - t
 
 
+def _memory(pid: int) -> tuple[float, float, bool]:
+    """(RSS MB, PSS MB, libtorch mapped) of a live process."""
+    rss = pss = 0
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        k, *v = line.split()
+        if k == "Rss:":
+            rss = int(v[0])
+        elif k == "Pss:":
+            pss = int(v[0])
+    return rss / 1024, pss / 1024, "libtorch" in open(f"/proc/{pid}/maps").read()
+
+
+def eval_memory(encoder: str, counts: list[int], env: str = "MiniGrid-Empty-8x8-v0") -> list[tuple]:
+    """Peak memory of the evaluation process and its env processes, for each number of envs."""
+    import gymnasium as gym
+
+    import pvr.headless
+
+    pvr.headless.configure()
+    from pvr.bc.policy import ActionSpec, Policy
+    from pvr.embed import make_encoder
+    from pvr.evaluation.worker import EvalWorker
+
+    enc = make_encoder(encoder, pretrained=False)
+    action = ActionSpec.from_space(gym.spaces.Discrete(7))
+    policy = Policy(enc.dim, action)
+    rows = []
+    for n in counts:
+        spec = dict(plugins=[], embedding_name=encoder, encoder_kwargs={"pretrained": False},
+                    fingerprint=enc.fingerprint, obs_dim=enc.dim, action=action.to_dict(), policy_kwargs={},
+                    envs=[env], env_kwargs={env: {"max_steps": 10}}, device="cpu", episodes=2 * n, num_envs=n,
+                    seed=0, num_input_frames=1, frame_stack_mode="cat", progress=False)
+        with EvalWorker(spec) as w:
+            w.submit(0, {"policy": policy.state_dict()})
+            peak_w, peak_env, torch_in_env = (0.0, 0.0), (0.0, 0.0), False
+            kids: list[int] = []
+            while w.result(block=False) is None:
+                try:
+                    kids = [int(c) for t in os.listdir(f"/proc/{w.proc.pid}/task")
+                            for c in open(f"/proc/{w.proc.pid}/task/{t}/children").read().split()] or kids
+                    rss, pss, _ = _memory(w.proc.pid)
+                    peak_w = max(peak_w, (rss, pss))
+                    for k in kids:
+                        rss, pss, has_torch = _memory(k)
+                        peak_env, torch_in_env = max(peak_env, (rss, pss)), torch_in_env or has_torch
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
+                time.sleep(0.2)
+        rows.append((encoder, n, len(kids), peak_w, peak_env, torch_in_env))
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", default="1,8")
     p.add_argument("--baseline_sizes", default="1,2")
     p.add_argument("--work", default="/tmp/pvr_bench_mem")
+    p.add_argument("--eval_envs", default="", help="e.g. 1,2,4: memory of the evaluation process per env count")
+    p.add_argument("--eval_encoder", default="resnet50")
     a = p.parse_args()
+    if a.eval_envs:
+        rows = eval_memory(a.eval_encoder, [int(x) for x in a.eval_envs.split(",") if x])
+        print("\n| encoder | envs | env processes | evaluation process RSS / PSS (MB) "
+              "| one env process RSS / PSS (MB) | env process maps libtorch |\n|---|---|---|---|---|---|")
+        for enc, n, k, (wr, wp), (er, ep), t in rows:
+            print(f"| {enc} | {n} | {k} | {wr:.0f} / {wp:.0f} | {er:.0f} / {ep:.0f} | {'yes' if t else 'no'} |")
+        if not a.sizes and not a.baseline_sizes:
+            return
     work = Path(a.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
