@@ -165,3 +165,41 @@ def test_killing_the_eval_worker_leaves_no_env_process(how):
         while any(_alive(p) for p in envs) and time.time() < deadline:
             time.sleep(0.1)
         assert not any(_alive(p) for p in envs)
+
+
+@pytest.mark.parametrize("cores,expected", [(1, (1, 1)), (2, (1, 1)), (3, (2, 1)), (8, (6, 2)), (16, (12, 4))])
+def test_thread_split_never_gives_torch_more_threads_than_cores_beyond_one_each(monkeypatch, cores, expected):
+    from pvr.evaluation.vector import thread_split
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert thread_split(cores) == expected
+    trainer, evaluation = thread_split(cores)
+    assert trainer + evaluation <= max(cores, 2) and evaluation == max(1, cores // 4)
+
+
+def test_thread_split_follows_slurm_and_leaves_a_user_omp_setting(monkeypatch):
+    from pvr.evaluation.vector import thread_split
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert thread_split() == (1, 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_split(8) == (None, 2)
+
+
+def test_env_processes_import_no_torch():
+    """An env process costs ~140 MB, not the ~770 MB of one that imports torch (bench/bench_memory.py)."""
+    slots = make_slots(MG, 2, MG_KW, pipeline=True)
+    try:
+        slots.groups[0].reset([0], [0])
+        for pid in slots.pids:
+            with open(f"/proc/{pid}/maps") as f:
+                assert "libtorch" not in f.read(), pid
+    finally:
+        slots.close()
+
+
+def test_overlap_is_on_by_default_only_for_an_encoder_on_a_gpu():
+    from pvr.evaluation.rollout import pipeline_by_default
+
+    assert not pipeline_by_default(pvr.encoders.create("random3"))
