@@ -26,6 +26,8 @@ FRAGMENTS = [
     ("Evaluation", "evaluation.md"),
     ("Evaluation", "parallel-eval.md"),
     ("Benchmark", "benchmark.md"),
+    ("Encoder runtimes", "runtime.md"),
+    ("Pre-training", "pretrain.md"),
     # the peers pvr also reproduces: the "Original" column is their upstream code
     ("Zoo: robotics (upstream)", "zoo-robotics.md"),
     ("Zoo: foundation (upstream)", "zoo-foundation.md"),
