@@ -23,6 +23,7 @@ from pvr.errors import PvrError
 
 ENV = "GpuPaths-v0"
 PLUGIN = '''
+import os
 import time
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ class TinyConv(nn.Module):
         g = torch.Generator().manual_seed(0)
         self.w = nn.Parameter(torch.randn(16, 3, 3, 3, generator=g) * 0.1)
     def forward(self, x):
+        time.sleep(float(os.environ.get("TINYCONV_SLEEP", "0")))
         x = x.permute(0, 3, 1, 2).float() / 255
         return torch.nn.functional.conv2d(x, self.w, stride=2).relu().mean((2, 3))
 
@@ -153,6 +155,7 @@ def test_two_cpu_devices_embed_one_shard_each(tmp_path, plugin):
         assert E.find_features(ds, E.make_encoder("tinyconv", ds)) is not None
 
 
+@pytest.mark.slow
 def test_cli_devices_and_auto_batch(tmp_path, plugin):
     data = make_data(tmp_path)
     env = dict(os.environ, PYTHONPATH=f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
@@ -165,6 +168,49 @@ def test_cli_devices_and_auto_batch(tmp_path, plugin):
     r = subprocess.run(base + ["--devices", "cpu", "--shard", "0/2"], env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "drop --shard" in r.stderr
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_device_process_and_rerun_completes(tmp_path, plugin):
+    import signal
+
+    data = make_data(tmp_path)
+    env = dict(os.environ, PYTHONPATH=f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               TINYCONV_SLEEP="0.5")
+    args = [sys.executable, "-m", "pvr", "--plugin", "tinyconv_plugin", "embed", "--env", ENV, "--embedding_name",
+            "tinyconv", "--data_path", str(data), "--quiet", "--devices", "cpu,cpu", "--batch_size", "8"]
+    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    end = time.time() + 120
+    while len(children_of(p.pid)) < 2 and time.time() < end:
+        time.sleep(0.1)
+    children = children_of(p.pid)
+    assert len(children) >= 2
+    time.sleep(8)  # both device processes are importing torch / embedding
+    os.killpg(p.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    end = time.time() + 30
+    while any(Path(f"/proc/{c}").exists() for c in children) and time.time() < end:
+        time.sleep(0.1)
+    assert not [c for c in children if Path(f"/proc/{c}").exists()], "a device process outlived Ctrl-C"
+    env["TINYCONV_SLEEP"] = "0"
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(features(data, batch_size=8), features(make_data(tmp_path / "ref"), batch_size=8))
 
 
 def test_flag_errors():
