@@ -333,7 +333,8 @@ def embed(ds, encoder: Encoder, *, batch_size: int | str = 64, progress: bool = 
             todo = _todo(state, lengths, c, lo, hi)
             t0 = time.time()
             _run(ds, encoder, arr, prog, state, lengths, c, todo, batch_size, progress, device,
-                 update_prefix=shard is None, prefetch=prefetch, desc=f"embed {ds.env} [{encoder.name}]" + (f" {what}" if shard else ""))
+                 update_prefix=shard is None, prefetch=prefetch,
+                 desc=f"embed {ds.env} [{encoder.name}]" + (f" {what}" if shard else ""))
         with _flock(Path(f"{base}.meta.lock"), shared=False, wait=True, busy=busy):
             fresh = ds.group[FEATURES_GROUP][key]  # re-read: other shards may have changed it
             state = np.asarray(ds.group[FEATURES_GROUP][key + PROGRESS_SUFFIX][:], dtype=np.int64)
@@ -352,7 +353,8 @@ def parse_batch_size(value: int | str) -> int | str:
     try:
         n = int(value)
     except (TypeError, ValueError):
-        raise PvrError(f"batch size {value!r} is not a number; give e.g. --batch_size 64 or --batch_size auto") from None
+        raise PvrError(f"batch size {value!r} is not a number; give e.g. --batch_size 64 or "
+                       "--batch_size auto") from None
     if n < 1:
         raise PvrError(f"batch size must be at least 1, got {n}")
     return n
@@ -494,7 +496,8 @@ def parse_devices(text: str | None) -> list[str] | None:
         try:
             dev = torch.device(d)
         except RuntimeError:
-            raise PvrError(f"--devices: {d!r} is not a device; use e.g. --devices cuda:0,cuda:1 or --devices all") from None
+            raise PvrError(f"--devices: {d!r} is not a device; use e.g. --devices cuda:0,cuda:1 or "
+                           "--devices all") from None
         if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
             raise PvrError(f"--devices: {d} does not exist here ({torch.cuda.device_count()} GPU(s))")
     return devices

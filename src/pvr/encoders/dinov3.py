@@ -198,11 +198,13 @@ def _make(name: str, train: bool = False, pretrained: bool = True,
 
 
 for _name, _m in MODELS.items():
+    _size = _m.arch[3:].split("16")[0].upper() + ("+" if "plus" in _m.arch else "")  # S, S+, B, L, L+, H+, 7B
     register_encoder(_name, family="dinov3",
-                     weights=spec(_name).describe() + (" (any hash; or timm's cache)" if _m.timm_hub else " (any hash)"),
+                     weights=spec(_name).describe() + (" (any hash; or timm's cache)" if _m.timm_hub
+                                                       else " (any hash)"),
                      dim=_m.width, input_size=INPUT, present=(lambda n=_name: spec(n).present()),
                      published=PUBLISHED, licence=LICENCE,
-                     description=f"DINOv3 ViT-{_m.arch[3:].split('16')[0].upper()}{'+' if 'plus' in _m.arch else ''}/16 "
+                     description=f"DINOv3 ViT-{_size}/16 "
                                  f"({_m.weights}), CLS token after the final norm, RoPE, 4 storage tokens"
                                  + ("" if _m.ffn == "mlp" else ", SwiGLU"))(
         lambda n=_name, **kw: _make(n, **kw))
