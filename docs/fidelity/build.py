@@ -27,6 +27,7 @@ FRAGMENTS = [
     ("Evaluation", "parallel-eval.md"),
     ("Benchmark", "benchmark.md"),
     ("Encoder runtimes", "runtime.md"),
+    ("Embedding on a GPU", "embed-gpu.md"),
     ("Pre-training", "pretrain.md"),
     # the peers pvr also reproduces: the "Original" column is their upstream code
     ("Zoo: robotics (upstream)", "zoo-robotics.md"),
