@@ -37,7 +37,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 log "installing pinned dependencies into .venv (first time: ~2-3 min, ~6 GB)"
-.venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]' 2>&1 \
+.venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[test,runtime]' 2>&1 \
   | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "${NO_DEPS[@]}"
 .venv/bin/python -c "import pvr, torch, minigrid, efficientnet_lite_pytorch, metaworld" \
