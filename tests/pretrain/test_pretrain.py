@@ -287,3 +287,48 @@ def test_torchrun_two_processes_gloo(synth, tmp_path, models):
     # leave the pointer at 16 (one process's keys alone would leave it at 24)
     assert int(state["module.queue_ptr"]) == 16
     assert E.create("ddp_tiny").dim == 512
+
+
+# -- the paper's compressed-layer taps ---------------------------------------------------------------------
+def upstream_tap_keys(tap: str, dim: int, k: int) -> dict[str, tuple]:
+    """The original's l3 / l4 MoCo ResNet-50, re-stated: the tapped layer becomes Sequential(layer, compress,
+    expand), each a torchvision BasicBlock whose shortcut is Conv2d(3x3, bias) + BatchNorm; 1024<->11 (l3)
+    or 2048<->42 (l4); fc is MoCo v2's MLP head."""
+    from torchvision.models.resnet import BasicBlock
+
+    def block(i, o):
+        return BasicBlock(i, o, downsample=torch.nn.Sequential(torch.nn.Conv2d(i, o, 3, padding=1),
+                                                               torch.nn.BatchNorm2d(o)))
+
+    net = torchvision.models.resnet50(weights=None)
+    layer, wide, narrow = ("layer3", 1024, 11) if tap == "l3" else ("layer4", 2048, 42)
+    setattr(net, layer, torch.nn.Sequential(getattr(net, layer), block(wide, narrow), block(narrow, wide)))
+    keys = {n: tuple(t.shape) for n, t in net.state_dict().items() if not n.startswith("fc.")}
+    keys.update({"fc.0.weight": (2048, 2048), "fc.0.bias": (2048,), "fc.2.weight": (dim, 2048), "fc.2.bias": (dim,)})
+    out = {f"module.encoder_{w}.{n}": s for w in "qk" for n, s in keys.items()}
+    out.update({"module.queue": (dim, k), "module.queue_ptr": (1,)})
+    return out
+
+
+@pytest.mark.parametrize("tap,dim", [("l3", 11 * 4 * 4), ("l4", 42 * 2 * 2)])  # 64 px: layer3 4x4, layer4 2x2
+def test_tap_model_has_the_original_nested_layout_and_loads_as_its_tap(synth, tmp_path, models, tap, dim):
+    name = f"mine_{tap}"
+    pretrain(tiny(synth, tmp_path, name=name, arch="resnet50", tap=tap, image_size=64, batch_size=4, max_steps=2))
+    ckpt = torch.load(models / f"{name}.pth", map_location="cpu", weights_only=True)
+    assert {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()} == upstream_tap_keys(tap, 128, 32)
+    assert json.loads((models / f"{name}.pvr.json").read_text())["tap"] == tap
+    mine = E.create(name)
+    frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    out = mine(frames)
+    assert mine.dim == dim and out.shape == (2, dim)
+    # the same file under the original's name loads through the zoo's l3 / l4 loader to the same network
+    shutil.copy(models / f"{name}.pth", models / f"moco_aug_{tap}.pth")
+    zoo = E.create(f"moco_aug_{tap}")
+    x = mine.preprocess(frames)
+    torch.testing.assert_close(zoo.backbone(x), mine.backbone(x))
+
+
+def test_tap_needs_moco_resnet50(synth, tmp_path, models):
+    with pytest.raises(PvrError, match="--tap"):
+        pretrain(tiny(synth, tmp_path, tap="l3"))  # resnet18
+    assert not models.exists() or not list(models.iterdir())

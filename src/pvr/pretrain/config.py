@@ -35,6 +35,10 @@ class PretrainConfig:
                    choices=tuple(a for v in ARCHS.values() for a in v))
     aug: str = _f("aug", "MoCo augmentation: aug = MoCo v2's full set, croponly = random resized crops only, "
                          "coloronly = colour jitter, grayscale and blur only", choices=AUGS)
+    tap: str | None = _f(None, "train the paper's compressed-layer model instead: ResNet-50 with a BasicBlock "
+                               "squeezing layer3 (l3) or layer4 (l4), trained with the network; NAME then embeds "
+                               "that tap, as moco_aug_l3 / moco_aug_l4 do (moco, resnet50 only)",
+                         choices=("l3", "l4"))
     data_path: str = _f("pvr_data", "folder holding one dataset per environment: <data_path>/<env>.zarr")
     out: str | None = _f(None, "folder for NAME.pth / NAME.pvr.json (default: $PVR_MODEL_PATH, where "
                                "--embedding_name finds it)")
@@ -72,6 +76,8 @@ class PretrainConfig:
             self.arch = ARCHS[self.method][-1]
         if self.arch not in ARCHS[self.method]:
             raise PvrError(f"--method {self.method} trains {' or '.join(ARCHS[self.method])}, not --arch {self.arch}")
+        if self.tap is not None and (self.method != "moco" or self.arch != "resnet50"):
+            raise PvrError(f"--tap {self.tap} is a MoCo ResNet-50 model: use --method moco --arch resnet50")
         if not self.envs:
             raise PvrError("--env: name at least one dataset, e.g. --env DMC-walker-walk")
         for k in ("epochs", "batch_size", "image_size", "checkpoint_every"):

@@ -37,10 +37,26 @@ def transform(aug: str, image_size: int):
     return MoCoV2Transform(input_size=image_size, **kw)
 
 
-def resnet_with_head(arch: str, dim: int) -> nn.Module:
+def with_tap_blocks(net: nn.Module, tap: str) -> nn.Module:
+    """The paper's l3 / l4 network: the tapped layer followed by a compressing and an expanding BasicBlock,
+    trained with the rest, nested as the original's checkpoints are (``layerN.0.<i>``, ``layerN.1``
+    compresses, ``layerN.2`` expands back), so :mod:`pvr.encoders.taps` loads the result as it loads
+    ``moco_aug_l3``."""
+    from pvr.encoders import taps
+
+    wide, narrow, _ = taps.TAPS[tap]
+    layer = "layer3" if tap == "l3" else "layer4"
+    setattr(net, layer, nn.Sequential(getattr(net, layer), taps.compression_block(wide, narrow),
+                                      taps.compression_block(narrow, wide)))
+    return net
+
+
+def resnet_with_head(arch: str, dim: int, tap: str | None = None) -> nn.Module:
     from lightly.models.modules import MoCoProjectionHead
 
     net = getattr(torchvision.models, arch)(weights=None)
+    if tap is not None:
+        net = with_tap_blocks(net, tap)
     width = net.fc.in_features
     net.fc = MoCoProjectionHead(width, width, dim).layers  # Sequential(Linear, ReLU, Linear): fc.0 / fc.2
     return net
@@ -48,13 +64,13 @@ def resnet_with_head(arch: str, dim: int) -> nn.Module:
 
 class MoCo(nn.Module):
     def __init__(self, arch: str, *, dim: int = 128, k: int = 65536, m: float = 0.999, t: float = 0.2,
-                 distributed: bool = False):
+                 distributed: bool = False, tap: str | None = None):
         super().__init__()
         from lightly.loss import NTXentLoss
         from lightly.models.utils import deactivate_requires_grad
 
         self.arch, self.m, self.distributed = arch, m, distributed
-        self.encoder_q = resnet_with_head(arch, dim)
+        self.encoder_q = resnet_with_head(arch, dim, tap)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         deactivate_requires_grad(self.encoder_k)
         self.criterion = NTXentLoss(temperature=t, memory_bank_size=(k, dim), gather_distributed=distributed)

@@ -51,11 +51,28 @@ def preprocess_of(info: dict):
     return Preprocess(**p)
 
 
+def tap_dim(tap: str, image_size: int) -> int:
+    """Flattened size of a compressed tap at ``image_size`` px (layer3 is 1/16 of the side, layer4 1/32)."""
+    from pvr.encoders import taps
+
+    stride = 16 if tap == "l3" else 32
+    side = -(-image_size // stride)
+    return taps.TAPS[tap][1] * side * side
+
+
 def build(name: str, info: dict, weights_path: Path, *, train: bool = False, pretrained: bool = True, **_):
     """The frozen :class:`Encoder` for a registered model (pooled backbone features)."""
     from pvr.encoders.base import Encoder
 
-    if info["family"] == "moco":
+    if info["family"] == "moco" and info.get("tap"):
+        from pvr.encoders import taps
+
+        net = taps.build(info["tap"])  # the l3 / l4 network, loaded as the original's l3 / l4 checkpoints are
+        source = "random init (pretrained=False)"
+        if pretrained:
+            prefix = taps.load_into(net, info["tap"], weights_path)
+            source = f"{weights_path} (keys under {prefix!r}, tap {info['tap']})"
+    elif info["family"] == "moco":
         import torchvision
         from torch import nn
 

@@ -124,7 +124,7 @@ def build_method(cfg: PretrainConfig, world: distributed.World):
             from pvr.pretrain.moco import MoCo, transform
 
             model = MoCo(cfg.arch, dim=cfg.moco_dim, k=cfg.moco_k, m=cfg.moco_m, t=cfg.moco_t,
-                         distributed=world.distributed)
+                         distributed=world.distributed, tap=cfg.tap)
             return model, transform(cfg.aug, cfg.image_size)
         from pvr.pretrain.mae import MAE, transform
 
@@ -302,6 +302,10 @@ def registry_info(cfg: PretrainConfig, model, source: FrameSource, *, step: int,
         from pvr.pretrain.moco import encoder_dim
 
         info.update(aug=cfg.aug, dim=encoder_dim(cfg.arch))
+        if cfg.tap is not None:
+            from pvr.pretrain.registered import tap_dim
+
+            info.update(tap=cfg.tap, dim=tap_dim(cfg.tap, cfg.image_size))
         info["training"].update(momentum=cfg.momentum, weight_decay=cfg.weight_decay, moco_dim=cfg.moco_dim,
                                 moco_k=cfg.moco_k, moco_m=cfg.moco_m, moco_t=cfg.moco_t)
     else:
