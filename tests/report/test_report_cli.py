@@ -91,6 +91,10 @@ def test_report_cli_writes_md_and_self_contained_html(runs, capsys):
     # DMC is scored by return / 1000
     mean, lo, hi = interval(row_of(md, DMC, "random", "2/2").split("|")[5])
     assert mean == pytest.approx(0.150, abs=5e-4) and "return / 1000" in row_of(md, DMC, "random", "2/2")
+    # DMC defines no success: no pooled success rate of 0 is shown for it, in the file or the console
+    assert row_of(md, DMC, "random", "2/2").split("|")[6].strip() == "n/a (no success defined)"
+    assert "(0/" not in row_of(md, DMC, "random", "2/2")
+    assert all("n/a (no success defined)" in line for line in printed.splitlines() if DMC in line)
     # success pooled over episodes with its Wilson interval, from the closed formula
     k, n = round(0.30 * EPISODES) + round(0.45 * EPISODES), 2 * EPISODES
     p = k / n

@@ -6,6 +6,7 @@ import html
 import math
 from pathlib import Path
 
+from pvr.errors import PvrError
 from pvr.report import stats
 from pvr.report.analysis import Analysis
 from pvr.report.runs import Run
@@ -19,6 +20,24 @@ def ci(mean: float, lo: float, hi: float, n: int, fmt: str = ".3f") -> str:
     if n < 2:
         return f"{mean:{fmt}} (1 seed, no interval)"
     return f"{mean:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+#: pvr suites whose tasks define no success (their score is the normalised return)
+NO_SUCCESS_SUITES = {"DMC", "Atari"}
+
+
+def _defines_success(env: str) -> bool:
+    import pvr.envs
+
+    try:
+        return pvr.envs.suite_for(env).name not in NO_SUCCESS_SUITES
+    except PvrError:
+        return True
+
+
+def task_rate(t: dict) -> str:
+    """The pooled success cell of a per-task row; "n/a" where the task defines no success (DMC, Atari)."""
+    return rate(t["successes"], t["episodes"]) if _defines_success(t["env"]) else "n/a (no success defined)"
 
 
 def rate(k: int, n: int) -> str:
@@ -84,7 +103,7 @@ def blocks(a: Analysis, figures: list[tuple[Path, str]], outside: list[Run]) -> 
         epochs = "-" if not t["epochs"] else "-".join(map(str, sorted({t["epochs"][0], t["epochs"][-1]})))
         rows.append([t["env"], t["suite"], t["encoder"], seeds,
                      ci(t["score"], *t["score_ci"], len(t["seeds"])) + f" ({t['label']})",
-                     rate(t["successes"], t["episodes"]),
+                     task_rate(t),
                      "-" if math.isnan(t["return"]) else f"{t['return']:.3g}", epochs])
     out.append(("table", ["task", "suite", "encoder", "seeds", "score", "success", "return", "epoch"], rows, []))
 
@@ -228,7 +247,7 @@ def console_table(a: Analysis) -> str:
         seeds = f"{len(t['seeds'])}/{t['expected']}"
         rows.append([t["encoder"], t["env"], seeds + ("*" if t["missing_seeds"] else ""),
                      "-" if not t["epochs"] else str(t["epochs"][-1]),
-                     ci(t["score"], *t["score_ci"], len(t["seeds"]), ".2f"), rate(t["successes"], t["episodes"]),
+                     ci(t["score"], *t["score_ci"], len(t["seeds"]), ".2f"), task_rate(t),
                      "-" if math.isnan(t["return"]) else f"{t['return']:.3f}"])
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
