@@ -374,14 +374,23 @@ def build_parser() -> argparse.ArgumentParser:
         from pvr.bc.config import from_namespace
         from pvr.pretrain import pretrain
 
-        print(pretrain(from_namespace(a, cls=PretrainConfig)))
+        cfg = from_namespace(a, cls=PretrainConfig)
+        if a.cluster is None:  # no --cluster: train here
+            print(pretrain(cfg))
+        else:
+            from pvr.pretrain.job import submit
+
+            submit(cfg, a)
 
     s = sub.add_parser("pretrain", help="self-supervised pre-training (MoCo v2, MAE) of a new encoder on collected "
                                         "frames; then --embedding_name NAME",
                        description="writes NAME.pth (the method's upstream layout) and NAME.pvr.json into "
                                    "$PVR_MODEL_PATH (or --out); resumes from <save_path>/<name>/ when stopped")
     add_arguments(s, cls=PretrainConfig)
-    s.set_defaults(fn=cmd_pretrain)
+    from pvr.launch.options import add_executor_arguments
+
+    add_executor_arguments(s)
+    s.set_defaults(fn=cmd_pretrain, cluster=None)  # without --cluster the run is not submitted
 
     s = sub.add_parser("encoders", help="list encoders")
     s.add_argument("--pattern", default=None, help="shell-style filter, e.g. 'efficientnet_*'")

@@ -332,3 +332,35 @@ def test_tap_needs_moco_resnet50(synth, tmp_path, models):
     with pytest.raises(PvrError, match="--tap"):
         pretrain(tiny(synth, tmp_path, tap="l3"))  # resnet18
     assert not models.exists() or not list(models.iterdir())
+
+
+# -- submitted through submitit --------------------------------------------------------------------------------
+def cli_args(synth, tmp_path, name: str) -> list[str]:
+    return ["pretrain", "--env", "Synth-A", "--name", name, "--arch", "resnet18", "--data_path", str(synth),
+            "--save_path", str(tmp_path / "runs"), "--epochs", "1", "--max_steps", "2", "--batch_size", "8",
+            "--image_size", "32", "--moco_k", "16", "--num_workers", "0", "--quiet", "--disable_cuda"]
+
+
+@pytest.mark.parametrize("cluster", ["debug", pytest.param("local", marks=pytest.mark.slow)])
+def test_pretrain_submitted_through_submitit(synth, tmp_path, models, capsys, cluster):
+    from pvr.cli import main
+
+    name = f"sub_{cluster}"
+    rc = main(cli_args(synth, tmp_path, name) + ["--cluster", cluster, "--wait", "--cpus_per_task", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "submitted job" in out and "finished" in out, out
+    assert (models / f"{name}.pth").is_file() and E.create(name).dim == 512
+    assert (tmp_path / "runs" / "submitit").is_dir()  # submitit's pickles and logs under <save_path>/submitit
+
+
+def test_submitted_pretrain_is_checked_before_queueing_and_requeues_itself(synth, tmp_path, models, capsys):
+    from pvr.cli import main
+    from pvr.pretrain.job import PretrainJob
+
+    rc = main(cli_args(synth, tmp_path, "a/b") + ["--cluster", "local"])
+    assert rc == 2 and "--name" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "submitit").exists()  # nothing was queued
+    cfg = tiny(synth, tmp_path)
+    again = PretrainJob(str(tmp_path)).checkpoint(cfg)  # what submitit resubmits on SIGUSR2
+    assert isinstance(again.function, PretrainJob) and again.function.cwd == str(tmp_path)
+    assert again.args == (cfg,)  # the same run: the trainer resumes it from <save_path>/<name>/
