@@ -99,12 +99,14 @@ def test_unknown_protocol_and_encoder_names(tmp_path):
 
 def test_every_shipped_protocol_loads_with_the_names_pvr_knows():
     ships = P.shipped()
-    assert {"paper", "quick", "cortexbench-mujoco"} <= set(ships)
+    assert {"paper", "quick", "quickstart", "cortexbench-mujoco"} <= set(ships)
     for name in ships:
         p = P.load(name)
         assert p.description and p.tasks, name
         p.check_recipe()
-    assert "provisional" in P.load("quick").description
+    assert "measured" in P.load("quick").description
+    (qs,) = P.load("quickstart").tasks  # what the README's quickstart table was measured on
+    assert (qs.env, qs.demonstrations, qs.epochs, qs.eval_episodes) == ("MiniGrid-DoorKey-6x6-v0", 30, 60, 20)
 
 
 def test_list_shows_each_shipped_protocol_with_its_description(capsys):
