@@ -152,21 +152,31 @@ def cmd_convert(a) -> None:
 
 
 def cmd_encoders(a) -> None:
+    import fnmatch
+
     import pvr.encoders as E
+    from pvr.pretrain.registered import listing
 
     names = E.available(a.pattern)
-    if not names:
+    mine = [r for r in listing() if not a.pattern or fnmatch.fnmatch(r["name"], a.pattern)]
+    if not names and not mine:
         raise PvrError(f"no encoder matches {a.pattern!r}; `pvr encoders` lists them all")
-    rows = [E.info(n) for n in names]
+    rows = [E.info(n) for n in names if n not in {r["name"] for r in mine}]
     head = ("name", "family", "dim", "input", "weights", "present", "licence")
     cells = [[r["name"], r["family"], str(r["dim"] or "env"), str(r["input_size"]), r["weights"],
               "yes" if r["present"] else "no", r.get("licence") or ""] for r in rows]
-    _print_table(head, cells)
+    if cells:
+        _print_table(head, cells)
     published = sorted({(r["name"], r["published"]) for r in rows if r.get("published") and not r["present"]})
     if published and a.pattern:
         print("\nWhere the missing weights are published:")
         for name, url in published:
             print(f"  {name}: {url}")
+    if mine:
+        print("\nPre-trained here by `pvr pretrain` (in $PVR_MODEL_PATH):")
+        _print_table(("name", "family", "method", "arch", "dim", "datasets", "weights present"),
+                     [[r["name"], r["family"], r["method"], r["arch"], str(r["dim"]), r["datasets"],
+                       "yes" if r["present"] else "no (NAME.pth missing)"] for r in mine])
     print("\nAlso: random<N> (N stride-2 conv layers). Weights folder: $PVR_MODEL_PATH.")
 
 

@@ -364,3 +364,21 @@ def test_submitted_pretrain_is_checked_before_queueing_and_requeues_itself(synth
     again = PretrainJob(str(tmp_path)).checkpoint(cfg)  # what submitit resubmits on SIGUSR2
     assert isinstance(again.function, PretrainJob) and again.function.cwd == str(tmp_path)
     assert again.args == (cfg,)  # the same run: the trainer resumes it from <save_path>/<name>/
+
+
+def test_pvr_encoders_lists_models_pretrained_here(synth, tmp_path, models, capsys):
+    from pvr.cli import main
+
+    pretrain(tiny(synth, tmp_path, name="listed_moco", max_steps=1, aug="croponly"))
+    shutil.copy(models / "listed_moco.pvr.json", models / "orphan.pvr.json")  # registry file without weights
+    (models / "broken.pvr.json").write_text("{not json")
+    assert main(["encoders", "--pattern", "*o*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if "pvr pretrain" in line)
+    head, rows = lines[start + 1].split(), {line.split()[0]: line for line in lines[start + 3:] if line.strip()}
+    assert head[:3] == ["name", "family", "method"] and set(rows) >= {"listed_moco", "orphan", "broken"}
+    assert "moco" in rows["listed_moco"] and "croponly" in rows["listed_moco"] and "resnet18" in rows["listed_moco"]
+    assert "Synth-A, Synth-B" in rows["listed_moco"] and rows["listed_moco"].rstrip().endswith("yes")
+    assert "NAME.pth missing" in rows["orphan"] and "cannot read" in rows["broken"]
+    assert main(["encoders", "--pattern", "listed_*"]) == 0  # only a pre-trained one matches: no error
+    assert "listed_moco" in capsys.readouterr().out

@@ -120,3 +120,24 @@ def entry(name: str):
                                   description=f"{info['family']} {info['arch']} ({info.get('aug') or info['method']}) "
                                               f"pre-trained by pvr on {', '.join(d['env'] for d in info['datasets'])}",
                                   published="made here by `pvr pretrain`", licence=""))
+
+
+def listing(folder: Path | None = None) -> list[dict]:
+    """One row per ``*.pvr.json`` in ``$PVR_MODEL_PATH`` (what ``pvr encoders`` shows); an unreadable file is
+    listed with its problem rather than hiding the others."""
+    folder = Path(folder) if folder is not None else weights.model_dir()
+    rows = []
+    for meta in sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []:
+        name = meta.name[: -len(SUFFIX)]
+        pth = meta.with_name(f"{name}.pth")
+        try:
+            info = read(meta)
+        except PvrError as e:
+            rows.append(dict(name=name, family="?", method="?", arch="?", dim="?", datasets=str(e),
+                             present=pth.is_file()))
+            continue
+        method = info["method"] + (f" ({info['aug']})" if info.get("aug") else "")
+        arch = info["arch"] + (f" {info['tap']}" if info.get("tap") else "")
+        rows.append(dict(name=name, family=info["family"], method=method, arch=arch, dim=info["dim"],
+                         datasets=", ".join(d["env"] for d in info.get("datasets", [])), present=pth.is_file()))
+    return rows
