@@ -139,7 +139,7 @@ def cmd_benchmark(a) -> None:
     if a.dry_run:
         benchmark.dry_run(plan)
     else:
-        benchmark.run(plan, a, cluster=a.cluster, plugins=pvr.plugins.loaded())
+        benchmark.run(plan, a, cluster=a.cluster, plugins=pvr.plugins.loaded(), jobs=a.jobs)
 
 
 def cmd_convert(a) -> None:
@@ -349,9 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the grid, the datasets it would create and a cost estimate; run nothing")
     add_executor_arguments(s)
     s.add_argument("--cluster", choices=("local", "auto", "slurm", "debug"), default="local",
-                   help="local: every run in this process, one after another; slurm: one submitit job array "
-                        "(datasets are collected here first); auto: slurm if sbatch exists, else local; debug: "
+                   help="local: every run on this machine (one after another, or --jobs at once); slurm: submitit job arrays "
+                        "(collecting is a job too); auto: slurm if sbatch exists, else local; debug: "
                         "the slurm path with submitit's in-process executor (default: local)")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="--cluster local: train this many runs at once, each pinned to its share of the cores "
+                        "(embedding still runs first, on all cores) (default: 1)")
     s.set_defaults(fn=cmd_benchmark)
 
     s = sub.add_parser("convert", help="store <-> legacy pickle, D4RL / robomimic HDF5, Minari (by file type)")

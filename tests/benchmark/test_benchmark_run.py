@@ -113,6 +113,32 @@ def test_tiny_benchmark_runs_reports_and_a_rerun_only_skips(setup, capsys):
 
 
 @pytest.mark.slow
+def test_jobs_train_runs_at_once_on_disjoint_cores(setup, capsys):
+    import os
+    import re
+
+    path, save = setup
+    more = ["--embedding_name", "true_state", "--jobs", "2"]
+    assert cli.main(["benchmark", str(path), "--save_path", str(save), *more]) == 0
+    out = capsys.readouterr().out
+    cores = len(os.sched_getaffinity(0))
+    assert f"training 2 run(s), {min(2, cores)} at a time" in out
+    runs = [save / "runs" / f"{ENV}-true_state-s{s}" for s in (1, 2)]
+    assert all((r / "done").exists() for r in runs)
+    used = [set(m.split(",")) for m in re.findall(r": done \(on core\(s\) ([\d,]+)\)", out)]
+    assert len(used) == 2
+    if cores >= 2:  # each worker was pinned to its own share
+        assert not used[0] & used[1]
+    m = json.loads((save / "benchmark.json").read_text())
+    assert all(m["runs"][r.name] == "done" for r in runs)
+    assert cli.main(["benchmark", str(path), "--save_path", str(save), *more]) == 0
+    assert capsys.readouterr().out.count("finished, skipped") == 2
+    assert cli.main(["benchmark", str(path), "--save_path", str(save), "--embedding_name", "true_state",
+                     "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_cluster_debug_goes_through_the_submission_machinery(setup, capsys):
     path, save = setup
     base = ["benchmark", str(path), "--embedding_name", "true_state", "--seeds", "1", "--save_path", str(save),

@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import shutil
 import time
 import traceback
@@ -404,6 +405,99 @@ def _record_timings(run_dir: Path, timings: dict[str, float]) -> None:
     write_json(path, {**old, **{k: round(v, 3) for k, v in timings.items() if v > 0 or k not in old}})
 
 
+def _pin(cores: "multiprocessing.Queue", plugins: list[str]) -> None:
+    """Pool worker start: take one disjoint set of cores (the trainer and its evaluation size their
+    threads and environment processes from the affinity mask) and load the user's plug-ins."""
+    import pvr.plugins
+
+    mine = cores.get()
+    if mine and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, mine)
+    pvr.plugins.load(plugins)
+
+
+def _train_quietly(cfg: TrainConfig) -> tuple[str, list[int]]:
+    """Train in a pool worker; return the run directory and the cores it ran on."""
+    from pvr.bc.trainer import train
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return str(train(cfg, progress=False)), cores
+
+
+def core_sets(jobs: int) -> list[set[int]]:
+    """This process's cores split into ``jobs`` disjoint, near-equal sets (fewer when cores are fewer)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    n = max(1, min(jobs, len(cores)))
+    return [set(cores[i::n]) for i in range(n)]
+
+
+def run_parallel(plan: Plan, status: dict[str, str], collect_s: dict[str, float], jobs: int,
+                 plugins: list[str] = (), echo=print) -> list[str]:
+    """``--jobs N``: embed here (all cores), then train N runs at once, each in a process pinned to its
+    share of the cores; return the failures."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from pvr.bc.trainer import check_run_dir
+
+    todo, failed, embed_s = [], [], {}
+    runs = [r for r in plan.runs if r.task.env not in plan.unavailable]
+    for i, r in enumerate(runs):
+        head = f"[run {i + 1}/{len(runs)}] {r.cfg.run_id}"
+        if check_run_dir(r.cfg)[1]:
+            echo(f"{head}: finished, skipped")
+            status[r.cfg.run_id] = "done"
+            continue
+        try:
+            echo(f"{head}: embed (cached by fingerprint)")
+            embed_s[r.cfg.run_id] = embed_run(r.cfg)
+            todo.append((head, r))
+        except Exception as e:
+            status[r.cfg.run_id] = f"failed: {_reason(e)}"
+            failed.append(f"{r.cfg.run_id}: {_reason(e)}")
+            echo(f"{head}: FAILED ({_reason(e)})")
+    _write(plan, status)
+    if not todo:
+        return failed
+    sets = core_sets(jobs)
+    ctx = multiprocessing.get_context("spawn")  # no forked copies of this process's torch threads or locks
+    queue = ctx.Queue()
+    for c in sets:
+        queue.put(c)
+    echo(f"training {len(todo)} run(s), {len(sets)} at a time, each on {len(sets[0])} core(s)")
+    pool = ProcessPoolExecutor(max_workers=len(sets), mp_context=ctx, initializer=_pin,
+                               initargs=(queue, list(plugins)))
+    pending = {}
+    try:
+        for head, r in todo:
+            pending[pool.submit(_train_quietly, r.cfg)] = (head, r)
+            status[r.cfg.run_id] = "running"
+        _write(plan, status)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                head, r = pending.pop(fut)
+                try:
+                    run_dir, cores = fut.result()
+                    _record_timings(Path(run_dir), {"collect": collect_s.pop(r.task.env, 0.0),
+                                                    "embed": embed_s.get(r.cfg.run_id, 0.0)})
+                    status[r.cfg.run_id] = "done"
+                    echo(f"{head}: done (on core(s) {','.join(map(str, cores))})")
+                except Exception as e:
+                    status[r.cfg.run_id] = f"failed: {_reason(e)}"
+                    failed.append(f"{r.cfg.run_id}: {_reason(e)}")
+                    echo(f"{head}: FAILED ({_reason(e)})")
+                _write(plan, status)
+    except KeyboardInterrupt:
+        for head, r in pending.values():
+            status[r.cfg.run_id] = "interrupted"
+        _write(plan, status)
+        pool.shutdown(wait=True, cancel_futures=True)  # the workers got the same Ctrl-C and checkpoint
+        raise
+    pool.shutdown(wait=True)
+    return failed
+
+
 def run_local(plan: Plan, status: dict[str, str], collect_s: dict[str, float], echo=print) -> list[str]:
     """Every run, one after another in this process; return the failures."""
     from pvr.bc.trainer import check_run_dir, train
@@ -503,7 +597,7 @@ def resolve_cluster(cluster: str) -> str:
 
 
 def run(plan: Plan, ns: argparse.Namespace | None = None, *, cluster: str = "local", plugins: list[str] = (),
-        echo=print) -> dict:
+        echo=print, jobs: int = 1) -> dict:
     """Run the benchmark; return its manifest. Raises PvrError at the end if some runs failed."""
     t0 = time.time()
     cluster = resolve_cluster(cluster)
@@ -524,7 +618,11 @@ def run(plan: Plan, ns: argparse.Namespace | None = None, *, cluster: str = "loc
         echo("datasets that lack demonstrations are collected by Slurm jobs; each task's runs wait for its job")
     collect_s = prepare(plan, echo, collect=cluster != "slurm")
     _write(plan, status)
-    if cluster == "local":
+    if jobs < 1:
+        raise PvrError(f"--jobs must be at least 1, got {jobs}")
+    if cluster == "local" and jobs > 1:
+        failed = run_parallel(plan, status, collect_s, jobs, plugins, echo)
+    elif cluster == "local":
         failed = run_local(plan, status, collect_s, echo)
     else:
         ns = argparse.Namespace(**{**vars(ns), "cluster": cluster})

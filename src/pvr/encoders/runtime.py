@@ -46,6 +46,7 @@ import torch
 
 from pvr.encoders.base import Encoder
 from pvr.errors import PvrError
+from pvr.utils.cores import available_cores  # noqa: F401  (re-exported)
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 CHOICES = ("auto",) + RUNTIMES
@@ -56,18 +57,6 @@ EXPORT_VERSION = 1  # bump when the export settings below change: old files stop
 OPSET = 17
 _MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 _INSTALL = "pip install 'pvr[runtime]' (onnx, onnxruntime, openvino)"
-
-
-def available_cores() -> int:
-    """CPU cores this process may use: its affinity mask, narrowed by Slurm's ``SLURM_CPUS_PER_TASK``."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if slurm.isdigit() and int(slurm) > 0:
-        cores = min(cores, int(slurm))
-    return max(1, cores)
 
 
 def cache_dir() -> Path:

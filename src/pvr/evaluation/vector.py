@@ -36,19 +36,9 @@ from typing import Any, Iterator
 import gymnasium as gym
 import numpy as np
 
+from pvr.utils.cores import available_cores  # noqa: F401  (re-exported)
+
 Transition = tuple[Any, float, bool, bool, dict]
-
-
-def available_cores() -> int:
-    """CPU cores this process may use: its affinity mask, narrowed by Slurm's ``SLURM_CPUS_PER_TASK``."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if slurm.isdigit() and int(slurm) > 0:
-        cores = min(cores, int(slurm))
-    return max(1, cores)
 
 
 def thread_split(cores: int | None = None) -> tuple[int | None, int]:
