@@ -503,3 +503,29 @@ def test_batched_resize_is_close_to_the_authors_pil_pipelines(monkeypatch, tmp_p
                                                          T.CenterCrop(224), T.ToTensor()])(img))[None])
         for out, ref in [(r3m_enc(fr), r3m_ref), (vc1_enc(fr), vc1_ref)]:
             assert float((out - ref).norm() / ref.norm()) < 0.01
+
+
+@pytest.mark.parametrize("name", ["mvp_vits", "vc1_vitb"])
+def test_mae_families_never_guess_the_input_range(name, monkeypatch, tmp_path):
+    """MVP and VC-1 read 0-255 content whatever the values: float frames of the same content give the
+    same features, and a frame whose values all lie in 0..1 is a (nearly black) 0-255 frame, not 0-1."""
+    isolate(monkeypatch, tmp_path)
+    monkeypatch.setattr(upstream, "_NOTICES", set())
+    if name.startswith("mvp"):
+        model, d, _, h, s, url = mvp.MODELS[name]
+        monkeypatch.setitem(mvp.MODELS, name, (model, d, SHALLOW, h, s, url))
+        file = f"{model}.pth"
+    else:
+        d, _, h = vc1.MODELS[name]
+        monkeypatch.setitem(vc1.MODELS, name, (d, SHALLOW, h))
+        file, s = f"{name}.pth", 224
+    torch.save(mae_file(timm_vit(d, SHALLOW, h, s)), tmp_path / file)
+    enc = E.create(name)
+    x = frames(h=s, w=s)
+    with torch.no_grad():
+        ref = enc(x)
+        close(enc(x.float()), ref)
+        dark = frames(h=s, w=s, seed=3, high=2)  # values 0 and 1 only
+        assert int(dark.max()) == 1
+        close(enc(dark.float()), enc(dark))
+        assert not torch.allclose(enc(dark), enc(dark * 255), atol=1e-3)  # 1 is not read as full white
