@@ -398,12 +398,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pretrain", help="self-supervised pre-training (MoCo v2, MAE) of a new encoder on collected "
                                         "frames; then --embedding_name NAME",
                        description="writes NAME.pth (the method's upstream layout) and NAME.pvr.json into "
-                                   "$PVR_MODEL_PATH (or --out); resumes from <save_path>/<name>/ when stopped")
+                                   "$PVR_MODEL_PATH (or --out); resumes from <save_path>/<name>/ when stopped",
+                       conflict_handler="resolve")
     add_arguments(s, cls=PretrainConfig)
-    from pvr.launch.options import add_executor_arguments
+    from pvr.launch.options import CLUSTERS, add_executor_arguments
 
     add_executor_arguments(s)
-    s.set_defaults(fn=cmd_pretrain, cluster=None)  # without --cluster the run is not submitted
+    s.add_argument("--cluster", choices=CLUSTERS, default=None,
+                   help="submit the run as a job: slurm, local (a submitit process), debug (in this process), "
+                        "auto (slurm if sbatch exists, else local); without it the run trains here")
+    s.set_defaults(fn=cmd_pretrain)
 
     s = sub.add_parser("encoders", help="list encoders")
     s.add_argument("--pattern", default=None, help="shell-style filter, e.g. 'efficientnet_*'")
