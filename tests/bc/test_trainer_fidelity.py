@@ -91,7 +91,7 @@ class FakeWorker:
     log: list = []
     specs: list = []
 
-    def __init__(self, spec):
+    def __init__(self, spec, run_dir=None):
         FakeWorker.specs.append(spec)
         self.in_flight = None
 
