@@ -52,8 +52,11 @@ def plugin():
     d = Path(tempfile.mkdtemp(prefix="pvr-gpu-paths-"))
     (d / "tinyconv_plugin.py").write_text(PLUGIN)
     sys.path.insert(0, str(d))
+    before = pvr.plugins.loaded()
     pvr.plugins.load(["tinyconv_plugin"], entry_points=False)
     yield d
+    # later tests' child processes import every loaded plug-in: this one must not outlive its folder
+    pvr.plugins._loaded[:] = before
     sys.path.remove(str(d))
 
 

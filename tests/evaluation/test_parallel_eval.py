@@ -187,8 +187,12 @@ def test_thread_split_follows_slurm_and_leaves_a_user_omp_setting(monkeypatch):
     assert thread_split(8) == (None, 2)
 
 
-def test_env_processes_import_no_torch():
+def test_env_processes_import_no_torch(monkeypatch):
     """An env process costs ~140 MB, not the ~770 MB of one that imports torch (bench/bench_memory.py)."""
+    import pvr.plugins
+
+    # env processes import the loaded plug-ins; one an earlier test loaded may import torch itself
+    monkeypatch.setattr(pvr.plugins, "_loaded", [])
     slots = make_slots(MG, 2, MG_KW, pipeline=True)
     try:
         slots.groups[0].reset([0], [0])
