@@ -431,16 +431,10 @@ def core_sets(jobs: int) -> list[set[int]]:
     return [set(cores[i::n]) for i in range(n)]
 
 
-def run_parallel(plan: Plan, status: dict[str, str], collect_s: dict[str, float], jobs: int,
-                 plugins: list[str] = (), echo=print) -> list[str]:
-    """``--jobs N``: embed here (all cores), then train N runs at once, each in a process pinned to its
-    share of the cores; return the failures."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
+def _unfinished(plan: Plan, status: dict[str, str], echo=print):
+    """(progress label, run) of each available run that is not finished; finished ones are marked done."""
     from pvr.bc.trainer import check_run_dir
 
-    todo, failed, embed_s = [], [], {}
     runs = [r for r in plan.runs if r.task.env not in plan.unavailable]
     for i, r in enumerate(runs):
         head = f"[run {i + 1}/{len(runs)}] {r.cfg.run_id}"
@@ -448,6 +442,18 @@ def run_parallel(plan: Plan, status: dict[str, str], collect_s: dict[str, float]
             echo(f"{head}: finished, skipped")
             status[r.cfg.run_id] = "done"
             continue
+        yield head, r
+
+
+def run_parallel(plan: Plan, status: dict[str, str], collect_s: dict[str, float], jobs: int,
+                 plugins: list[str] = (), echo=print) -> list[str]:
+    """``--jobs N``: embed here (all cores), then train N runs at once, each in a process pinned to its
+    share of the cores; return the failures."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    todo, failed, embed_s = [], [], {}
+    for head, r in _unfinished(plan, status, echo):
         try:
             echo(f"{head}: embed (cached by fingerprint)")
             embed_s[r.cfg.run_id] = embed_run(r.cfg)
@@ -500,16 +506,10 @@ def run_parallel(plan: Plan, status: dict[str, str], collect_s: dict[str, float]
 
 def run_local(plan: Plan, status: dict[str, str], collect_s: dict[str, float], echo=print) -> list[str]:
     """Every run, one after another in this process; return the failures."""
-    from pvr.bc.trainer import check_run_dir, train
+    from pvr.bc.trainer import train
 
-    todo = [r for r in plan.runs if r.task.env not in plan.unavailable]
     failed = []
-    for i, r in enumerate(todo):
-        head = f"[run {i + 1}/{len(todo)}] {r.cfg.run_id}"
-        if check_run_dir(r.cfg)[1]:
-            echo(f"{head}: finished, skipped")
-            status[r.cfg.run_id] = "done"
-            continue
+    for head, r in _unfinished(plan, status, echo):
         try:
             echo(f"{head}: embed (cached by fingerprint)")
             embed_s = embed_run(r.cfg)
