@@ -25,16 +25,6 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SAT = ((0.430, 0.411, 0.296), (0.213, 0.156, 0.143))
 
 
-@pytest.fixture
-def model_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PVR_MODEL_PATH", str(tmp_path / "models"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    (tmp_path / "models").mkdir()
-    return tmp_path / "models"
-
-
 # The upstream hyper-parameters (dinov3/hub/backbones.py), written out here rather than read from pvr:
 # embed_dim, depth, num_heads, ffn_ratio, SwiGLU alignment, qkv_bias, untie_global_and_local_cls_norm
 UPSTREAM = {

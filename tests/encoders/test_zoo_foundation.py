@@ -24,16 +24,6 @@ IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-@pytest.fixture
-def model_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PVR_MODEL_PATH", str(tmp_path / "models"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    (tmp_path / "models").mkdir()
-    return tmp_path / "models"
-
-
 def frames(n=2, h=90, w=120, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, h, w, 3), generator=g, dtype=torch.uint8)
