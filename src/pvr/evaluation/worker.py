@@ -44,7 +44,11 @@ def _on_sigterm(signum, frame) -> None:
     watchdog = threading.Timer(STOP_GRACE, os._exit, args=(143,))
     watchdog.daemon = True  # a normal exit does not wait for it
     watchdog.start()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    # Later SIGTERMs are ignored: when the trainer dies, Linux sends the parent-death signal once per
+    # thread of the trainer that exits (each thread in turn becomes the "parent"), so a second SIGTERM
+    # usually arrives while this one is still closing the env processes; dying of it would skip the
+    # semaphore cleanup. The watchdog above still bounds the stop, and SIGKILL always works.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _Stop
 
 
