@@ -21,6 +21,10 @@ to --length policy steps so a run takes seconds) it measures, on the same episod
 With ``--repeats R`` the pvr parallel and pipelined runs alternate R times and the best
 rate of each is kept (a loaded machine slows single runs at random).
 
+With ``--runtime onnxruntime|openvino|auto`` one more column: pvr parallel with the
+encoder's backbone run by that runtime (``pvr train --runtime``), on the same
+threads; the last column then compares the best pvr scheme with the original.
+
 Env and model set-up is outside the timed part in all three (pvr's evaluation worker
 builds its env processes once per run). Steps/s counts policy steps of all envs.
 """
@@ -122,15 +126,18 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=20, help="policy steps per episode")
     ap.add_argument("--repeats", type=int, default=1, help="alternating pvr parallel / pipelined runs; best kept")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of pvr's process (default 1, as its evaluation worker)")
+    ap.add_argument("--runtime", default="torch", help="also measure pvr parallel with this runtime (pvr train --runtime)")
     a = ap.parse_args()
     n = a.num_envs or available_cores()
     torch.set_num_threads(a.threads)
     load = open("/proc/loadavg").read().split()[0]
     print(f"{n} envs, {a.episodes_per_env * n} episodes of {a.length} steps; {available_cores()} cores, "
           f"load average {load}; torch {torch.get_num_threads()} threads in pvr's process")
+    rt = a.runtime if a.runtime != "torch" else None
     print("| encoder | env | original: N procs, batch-1, N model copies (steps/s) | pvr sequential (steps/s) "
-          "| pvr parallel (steps/s) | pvr pipelined (steps/s) | pipelined / parallel | pipelined / original |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| pvr parallel (steps/s) | pvr pipelined (steps/s) | pipelined / parallel | pipelined / original |"
+          + (f" pvr parallel, {rt} (steps/s) | best pvr / original |" if rt else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|" if rt else ""))
     for encoder in a.encoders.split(","):
         for name in a.envs.split(","):
             kw = env_kwargs(name, a.length)
@@ -142,8 +149,22 @@ def main() -> None:
             for _ in range(max(1, a.repeats)):
                 r_par = max(r_par, pvr_rate(enc, policy, name, kw, n, episodes, parallel=True, pipeline=False))
                 r_pipe = max(r_pipe, pvr_rate(enc, policy, name, kw, n, episodes, parallel=True, pipeline=True))
+            extra = ""
+            if rt:
+                from pvr.encoders.runtime import apply_runtime, remove_runtime, runtime_info
+
+                probe = make_eval_env(name, kw)
+                apply_runtime(enc, rt, frame_shape=probe.observation_space.shape, threads=a.threads)
+                probe.close()
+                used = runtime_info(enc).runtime
+                r_rt = 0.0
+                for _ in range(max(1, a.repeats)):
+                    r_rt = max(r_rt, pvr_rate(enc, policy, name, kw, n, episodes, parallel=True, pipeline=False))
+                remove_runtime(enc)
+                best = max(r_seq, r_par, r_pipe, r_rt)
+                extra = f" {r_rt:.1f} ({used}) | ×{best / r_orig:.2f} |"
             print(f"| {encoder} | {name} | {r_orig:.1f} | {r_seq:.1f} | {r_par:.1f} | {r_pipe:.1f} "
-                  f"| ×{r_pipe / r_par:.2f} | ×{r_pipe / r_orig:.2f} |", flush=True)
+                  f"| ×{r_pipe / r_par:.2f} | ×{r_pipe / r_orig:.2f} |" + extra, flush=True)
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def cmd_benchmark(a) -> None:
         raise PvrError("give a protocol and --embedding_name, e.g. `pvr benchmark quick --embedding_name "
                        "random,true_state`; `pvr benchmark --list` shows the protocols")
     plan = benchmark.plan(benchmark.load(a.protocol), a.embedding_name, seeds=a.seeds, save_path=a.save_path,
-                          data_path=a.data_path)
+                          data_path=a.data_path, runtime=a.runtime)
     if a.dry_run:
         benchmark.dry_run(plan)
     else:
@@ -352,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: every run on this machine (one after another, or --jobs at once); slurm: submitit job arrays "
                         "(collecting is a job too); auto: slurm if sbatch exists, else local; debug: "
                         "the slurm path with submitit's in-process executor (default: local)")
+    s.add_argument("--runtime", default="torch", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="what runs frozen encoders in each run's evaluation on a CPU (pvr train --runtime; "
+                        "features checked against torch's) (default: torch)")
     s.add_argument("--jobs", type=int, default=1,
                    help="--cluster local: train this many runs at once, each pinned to its share of the cores "
                         "(embedding still runs first, on all cores) (default: 1)")

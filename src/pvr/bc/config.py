@@ -38,6 +38,11 @@ class TrainConfig:
     num_envs_test: int | None = _f(None, "environments played at once during evaluation, each in its own process, "
                                         "with one batched encoder + policy (default: one per available core, "
                                         "Slurm's allocation included, at most --num_episodes_test)")
+    runtime: str = _f("torch", "what runs the frozen encoder's backbone in the evaluation process on a CPU: "
+                               "torch, onnxruntime, openvino (features checked against torch's before use), "
+                               "or auto: the fastest measured there (pvr[runtime] extra; see pvr embed "
+                               "--runtime). Not with --train_embedding or a GPU",
+                      choices=("auto", "torch", "onnxruntime", "openvino"))
     env_kwargs: str = _f("", "JSON dict of keyword arguments for pvr.envs.make at evaluation "
                               "(default: those recorded in the dataset)")
     frame_skips: int = _f(1, "evaluation environments repeat each action this many times (rewards summed); the "
@@ -133,7 +138,11 @@ class TrainConfig:
                 raise PvrError(f"--{name} must be positive (got {value})")
         if self.max_grad_norm is not None and self.max_grad_norm < 0:
             raise PvrError(f"--max_grad_norm must be positive, or 0 for no clipping (got {self.max_grad_norm})")
+        if self.runtime != "torch" and self.train_embedding:
+            raise PvrError(f"--runtime {self.runtime} runs a frozen encoder; a fine-tuned one (--train_embedding) "
+                           "changes every epoch: use --runtime torch")
         for name, allowed in (("frame_stack_mode", ("cat", "diff")), ("frame_skip_mode", ("last", "avg", "max")),
+                              ("runtime", ("auto", "torch", "onnxruntime", "openvino")),
                               ("lr_schedule", ("epoch", "update")),
                               ("action_squash", ("symmetric", "bounds", "linear"))):
             if getattr(self, name) not in allowed:

@@ -53,7 +53,7 @@ from pvr.utils import interrupt
 FINAL_POLICY = "policy.pt"
 DONE_MARKER = "done"
 # settings that may differ when a run is resumed: they change how, not what, it computes
-OPERATIONAL = {"disable_cuda", "disable_tensorboard", "wandb", "skip_eval_if_behind", "num_envs_test"}
+OPERATIONAL = {"disable_cuda", "disable_tensorboard", "wandb", "skip_eval_if_behind", "num_envs_test", "runtime"}
 ESSENTIAL_PROGRESS = recipes.ESSENTIAL_PROGRESS
 eval_epochs = recipes.original_eval_epochs  # the original recipe's points; each recipe has its own
 
@@ -300,7 +300,8 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
                 device=str(device), episodes=cfg.num_episodes_test, num_envs=cfg.num_envs_test,
                 seed=cfg.seed * 1_000_003, num_input_frames=cfg.num_input_frames,
                 frame_stack_mode=cfg.frame_stack_mode, proprio=bool(cfg.proprio), frame_skips=cfg.frame_skips,
-                frame_skip_mode=cfg.frame_skip_mode, progress=progress, threads=eval_threads)
+                frame_skip_mode=cfg.frame_skip_mode, progress=progress, threads=eval_threads,
+                runtime=cfg.runtime)
     started = time.time()
     pending_train: dict[int, dict | None] = {}
     in_flight: dict | None = None  # what the evaluator is testing: kept in checkpoints until its row is written

@@ -96,8 +96,10 @@ def make_config(task: Task, encoder: str, seed: int, protocol: Protocol, data_pa
 
 
 def plan(protocol: Protocol, embedding_names: str, *, seeds: str | None = None, save_path: str | None = None,
-         data_path: str | None = None) -> Plan:
-    """The grid of a benchmark; checks encoder names and the run directories' settings, writes nothing."""
+         data_path: str | None = None, runtime: str = "torch") -> Plan:
+    """The grid of a benchmark; checks encoder names and the run directories' settings, writes nothing.
+
+    ``runtime``: ``pvr train --runtime`` of every run (what runs frozen encoders in evaluation on a CPU)."""
     import pvr.encoders
     from pvr.bc.trainer import check_run_dir
     from pvr.launch.submission import _seeds
@@ -117,6 +119,8 @@ def plan(protocol: Protocol, embedding_names: str, *, seeds: str | None = None, 
         for enc in encoders:
             for seed in seed_list:
                 cfg = make_config(task, enc, seed, protocol, data, root)
+                if runtime != "torch" and enc != "true_state":
+                    cfg.runtime = runtime
                 try:
                     cfg.validate()
                 except (PvrError, TypeError, ValueError) as e:  # e.g. train: {batch_size: "x"}

@@ -347,17 +347,19 @@ def _measure(encoder: Encoder, frames: torch.Tensor, seconds: float) -> float:
 
 
 def apply_runtime(encoder: Encoder, runtime: str = "torch", *, frame_shape=None, seconds: float = 1.0,
-                  root: Path | None = None, verbose: bool = True) -> Encoder:
+                  root: Path | None = None, verbose: bool = True, threads: int | None = None) -> Encoder:
     """Run ``encoder``'s backbone with ``runtime`` (in place; returns the encoder).
 
     ``auto`` times each importable runtime on a representative batch (``frame_shape``
     or the encoder's input size) for about ``seconds`` each and keeps the fastest;
     the choice and the figures are in :func:`runtime_info` and printed to stderr.
+    ``threads``: the runtime's intra-op threads (default: the cores this process may
+    use; the evaluation process passes its share, as it does to torch).
     Explicit runtimes raise :class:`PvrError` when they are not installed, cannot
     run this encoder, or disagree with torch beyond the tolerance.
     """
     _check_name(runtime)
-    threads = available_cores()
+    threads = max(1, int(threads or available_cores()))
     encoder.__dict__.pop("_pvr_runtime_info", None)
     if runtime == "torch":
         remove_runtime(encoder)

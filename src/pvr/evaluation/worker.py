@@ -91,7 +91,20 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
                            f"{encoder.fingerprint}, but training used {spec['fingerprint']}: its weights or "
                            "preprocessing changed")
         device = torch.device(spec.get("device", "cpu"))
+        runtime = spec.get("runtime", "torch")
+        if runtime == "auto" and device.type != "cpu":
+            runtime = "torch"  # the fastest on a GPU
+        if runtime != "torch" and device.type != "cpu":
+            raise PvrError(f"--runtime {runtime} runs encoders on a CPU, but evaluation runs on {device}: "
+                           "use --runtime torch (or --disable_cuda)")
         encoder.to(device)
+        if runtime != "torch":
+            from pvr.encoders.runtime import apply_runtime
+
+            probe = pvr.envs.make(spec["envs"][0], **spec["env_kwargs"][spec["envs"][0]])
+            frame_shape = probe.observation_space.shape  # the runtime is checked and timed at this frame size
+            probe.close()
+            apply_runtime(encoder, runtime, frame_shape=frame_shape, threads=spec.get("threads", 1))
         policy = Policy(spec["obs_dim"], ActionSpec.from_dict(spec["action"]), **spec["policy_kwargs"]).to(device)
         skips, skip_mode = int(spec.get("frame_skips", 1)), spec.get("frame_skip_mode", "last")
         # the env processes (one per slot, kept for the whole run) are started once, here
