@@ -100,7 +100,7 @@ def cmd_evaluate(a) -> None:
     from pvr.evaluation.saved import evaluate_run
 
     results = evaluate_run(a.run_dir, episodes=a.num_episodes_test, envs=a.env, seed=a.seed,
-                           num_envs=a.num_envs_test, videos=a.video)
+                           num_envs=a.num_envs_test, videos=a.video, runtime=a.runtime)
     for env, r in results.items():
         print(f"{env} : return {r['return']}, success {r['success']} ({r['episodes']} episodes)")
     if a.video:
@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="environments played at once, each in its own process (default: one per core)")
     s.add_argument("--env", default=None, help="environments (default: the run's), comma-separated")
     s.add_argument("--seed", type=int, default=None, help="episode seed base (default: the run's)")
+    s.add_argument("--runtime", default="torch", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="what runs a frozen encoder on a CPU (as pvr train --runtime) (default: torch)")
     s.add_argument("--video", type=int, default=0, metavar="N",
                    help="save the first N episodes per environment as GIFs in <run_dir>/videos/")
     s.set_defaults(fn=cmd_evaluate)

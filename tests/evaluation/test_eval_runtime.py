@@ -74,3 +74,38 @@ def test_train_and_benchmark_flags_carry_the_runtime(tmp_path):
     grid = plan(load("quick"), "random,true_state", seeds="1", save_path=str(tmp_path), runtime="auto")
     by_encoder = {r.cfg.embedding_name: r.cfg.runtime for r in grid.runs}
     assert by_encoder == {"random": "auto", "true_state": "torch"}  # state vectors have no frames to export
+
+
+@pytest.mark.skipif(not R.is_available("onnxruntime"), reason="onnxruntime or onnx is not installed")
+def test_evaluating_a_saved_run_with_a_runtime_plays_the_episodes_torch_plays(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from pvr.bc import trainer
+    from pvr.collect import collect
+    from pvr.evaluation.saved import evaluate_run
+
+    env = "MiniGrid-DoorKey-5x5-v0"
+    collect(env, 4, tmp_path / "data", seed=100, env_kwargs={"max_steps": 20}, progress=False)
+    cfg = TrainConfig(env=env, embedding_name="random", data_path=str(tmp_path / "data"),
+                      save_path=str(tmp_path / "runs"), xpid="run", epochs=1, num_episodes_test=2,
+                      num_envs_test=1, hidden_size=16, batch_size=2, unroll_length=8, learning_rate=1e-3, seed=3)
+    run = trainer.train(cfg, progress=False)
+    ref = evaluate_run(run, episodes=4, num_envs=1, progress=False)[env]
+    used = []
+    real = R.apply_runtime
+
+    def spy(encoder, runtime, **kw):
+        out = real(encoder, runtime, **kw)
+        used.append(R.runtime_info(out).runtime)
+        return out
+
+    monkeypatch.setattr(R, "apply_runtime", spy)
+    got = evaluate_run(run, episodes=4, num_envs=1, progress=False, runtime="onnxruntime")[env]
+    assert used == ["onnxruntime"]
+    assert (got["return"], got["length"], got["success"]) == (ref["return"], ref["length"], ref["success"])
+    r = subprocess.run([sys.executable, "-m", "pvr", "evaluate", str(run), "--num_episodes_test", "2",
+                        "--num_envs_test", "1", "--runtime", "onnxruntime"],
+                       capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert r.returncode == 0 and f"{env} : return" in r.stdout, r.stderr[-2000:]

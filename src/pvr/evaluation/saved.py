@@ -36,8 +36,12 @@ def load_policy(run_dir: str | Path) -> tuple[Policy, dict]:
 
 
 def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = None, seed: int | None = None,
-                 num_envs: int = 8, progress: bool = True, videos: int = 0) -> dict[str, dict]:
-    """Evaluate a run's saved policy; ``videos=N`` writes N episodes per env to ``<run>/videos/``."""
+                 num_envs: int = 8, progress: bool = True, videos: int = 0,
+                 runtime: str = "torch") -> dict[str, dict]:
+    """Evaluate a run's saved policy; ``videos=N`` writes N episodes per env to ``<run>/videos/``.
+
+    ``runtime`` (auto, torch, onnxruntime, openvino) runs a frozen encoder's backbone with that runtime
+    (:mod:`pvr.encoders.runtime`; features checked against torch's first)."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
@@ -52,6 +56,18 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = 
                        f"was trained on {meta['fingerprint']}: its weights or preprocessing changed")
     run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     names = [e for e in (envs or cfg["env"]).split(",") if e]
+    if runtime != "torch":
+        if "encoder" in meta and runtime != "auto":
+            raise PvrError(f"--runtime {runtime} runs a frozen encoder; this run fine-tuned its encoder: "
+                           "use --runtime torch")
+        if "encoder" not in meta:
+            from pvr.encoders.runtime import apply_runtime
+            from pvr.evaluation.vector import make_eval_env
+
+            probe = make_eval_env(names[0], run_info.get("env_kwargs", {}).get(names[0], {}))
+            shape = probe.observation_space.shape  # checked and timed at the evaluation frames' size
+            probe.close()
+            apply_runtime(encoder, runtime, frame_shape=shape)
     out = {}
     for name in names:
         kwargs = run_info.get("env_kwargs", {}).get(name, {})
