@@ -16,6 +16,9 @@ from pvr.errors import PvrError
 from pvr.utils import interrupt
 
 
+# pvr.encoders.runtime.CHOICES, restated so that building the parser imports no torch
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+
 def _json_dict(text: str) -> dict:
     if not text:
         return {}
@@ -267,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); shards may run at once")
     s.add_argument("--wait", action="store_true",
                    help="if another process is embedding the same features, wait for it instead of refusing")
-    s.add_argument("--runtime", default="torch", choices=["auto", "torch", "onnxruntime", "openvino"],
+    s.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="what runs the encoder on a CPU: torch, ONNX Runtime or OpenVINO (exported once, cached, "
                         "features checked against torch's), or auto: the fastest measured here (pvr[runtime] extra)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -302,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="environments played at once, each in its own process (default: one per core)")
     s.add_argument("--env", default=None, help="environments (default: the run's), comma-separated")
     s.add_argument("--seed", type=int, default=None, help="episode seed base (default: the run's)")
-    s.add_argument("--runtime", default="torch", choices=["auto", "torch", "onnxruntime", "openvino"],
+    s.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="what runs a frozen encoder on a CPU (as pvr train --runtime) (default: torch)")
     s.add_argument("--video", type=int, default=0, metavar="N",
                    help="save the first N episodes per environment as GIFs in <run_dir>/videos/")
@@ -354,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: every run on this machine (one after another, or --jobs at once); slurm: submitit job arrays "
                         "(collecting is a job too); auto: slurm if sbatch exists, else local; debug: "
                         "the slurm path with submitit's in-process executor (default: local)")
-    s.add_argument("--runtime", default="torch", choices=["auto", "torch", "onnxruntime", "openvino"],
+    s.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="what runs frozen encoders in each run's evaluation on a CPU (pvr train --runtime; "
                         "features checked against torch's) (default: torch)")
     s.add_argument("--jobs", type=int, default=1,
