@@ -183,6 +183,18 @@ def test_the_evaluation_process_gets_the_seed_and_frame_skip(data_path, tmp_path
     assert spec["policy_kwargs"]["activation"] == "relu" and spec["policy_kwargs"]["batch_norm"] is False
 
 
+def test_the_evaluation_process_gets_its_share_and_all_cores_while_training_waits(data_path, tmp_path,
+                                                                                  fake_worker, monkeypatch):
+    import pvr.evaluation.vector as V
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(V, "available_cores", lambda: 8)  # what thread_split reads
+    monkeypatch.setattr(trainer, "available_cores", lambda: 8)
+    trainer.train(tiny(data_path, tmp_path, epochs=1), progress=False)
+    spec = fake_worker.specs[-1]
+    assert (spec["threads"], spec["threads_waited"]) == (2, 8)  # a quarter while training; all while waiting
+
+
 def test_disable_save_writes_nothing(data_path, tmp_path, fake_worker, capsys):
     save = tmp_path / "runs"
     trainer.train(tiny(data_path, save, epochs=2, disable_save=True), progress=False)

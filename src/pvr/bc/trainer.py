@@ -44,7 +44,7 @@ from pvr.encoders import ENCODERS
 from pvr.encoders.base import encode
 from pvr.errors import PvrError
 from pvr.evaluation import timing
-from pvr.evaluation.vector import thread_split
+from pvr.evaluation.vector import available_cores, thread_split
 from pvr.evaluation.worker import EvalWorker
 from pvr.utils import default_device
 from pvr.utils.io import write_json
@@ -301,6 +301,7 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
                 seed=cfg.seed * 1_000_003, num_input_frames=cfg.num_input_frames,
                 frame_stack_mode=cfg.frame_stack_mode, proprio=bool(cfg.proprio), frame_skips=cfg.frame_skips,
                 frame_skip_mode=cfg.frame_skip_mode, progress=progress, threads=eval_threads,
+                threads_waited=available_cores(),  # while training waits for an evaluation, it has them all
                 runtime=cfg.runtime)
     started = time.time()
     pending_train: dict[int, dict | None] = {}

@@ -225,13 +225,14 @@ class RuntimeForward:
                  root: Path | None = None):
         self.encoder, self.runtime, self.info, self.fallback, self.root = encoder, runtime, info, fallback, root
         self.torch_forward = _torch_forward(encoder.backbone)
-        self.sessions: dict[tuple[int, ...], Callable] = {}
+        self.threads = info.threads  # the sessions' intra-op threads from now on (:func:`use_threads`)
+        self.sessions: dict[tuple[int, ...], Callable] = {}  # (C, H, W, threads) → session
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.info.runtime == "torch" or x.ndim != 4:
             return self.torch_forward(x)
         chw = tuple(int(s) for s in x.shape[1:])
-        run = self.sessions.get(chw) or self._build(chw, x)
+        run = self.sessions.get((*chw, self.threads)) or self._build(chw, x)
         if run is None:  # auto fell back to torch
             return self.torch_forward(x)
         out = run(np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy()))
@@ -240,7 +241,7 @@ class RuntimeForward:
     def _build(self, chw: tuple[int, ...], x: torch.Tensor) -> Callable | None:
         try:
             path = export(self.encoder, chw, self.root)
-            run = _load(self.runtime, path, self.info.threads, self.encoder, chw, self.root)
+            run = _load(self.runtime, path, self.threads, self.encoder, chw, self.root)
             sample = x[:CHECK_FRAMES].detach().to("cpu", torch.float32).contiguous()
             with torch.no_grad():
                 ref = self.torch_forward(sample.to(x.device)).cpu().float()
@@ -256,7 +257,7 @@ class RuntimeForward:
             print(f"WARN: {e}; running {self.encoder.name} with torch instead", file=sys.stderr, flush=True)
             self.info.runtime, self.info.note = "torch", str(e)
             return None
-        self.sessions[chw] = run
+        self.sessions[(*chw, self.threads)] = run
         return run
 
 
@@ -280,6 +281,22 @@ def runtime_info(encoder: Encoder) -> RuntimeInfo:
     if isinstance(fwd, RuntimeForward):
         return fwd.info
     return encoder.__dict__.get("_pvr_runtime_info") or RuntimeInfo(threads=torch.get_num_threads())
+
+
+def use_threads(encoder: Encoder, threads: int) -> None:
+    """Run ``encoder`` on ``threads`` intra-op threads from its next call on: torch's, and its runtime's.
+
+    ONNX Runtime and OpenVINO fix their threads when a session is built, so a runtime
+    keeps one session per thread count it has been asked for (the evaluation process
+    uses two: its share of the cores while the trainer runs, all of them while the
+    trainer waits); each is checked against torch when it is built, like the first.
+    Call it from the thread that runs the encoder (OpenMP's setting is per thread)."""
+    threads = max(1, int(threads))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    fwd = encoder.backbone.__dict__.get("forward") if isinstance(encoder.backbone, torch.nn.Module) else None
+    if isinstance(fwd, RuntimeForward):
+        fwd.threads = threads
 
 
 def record_provenance(arr, encoder: Encoder) -> None:

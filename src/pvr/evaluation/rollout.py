@@ -10,6 +10,7 @@ parallel processes, or in two pipelined groups).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from pvr.bc.policy import Policy
 from pvr.bc.stacking import OnlineStacker
 from pvr.encoders import Encoder
 from pvr.encoders.base import encode
+from pvr.encoders.runtime import use_threads
 from pvr.evaluation.vector import (ParallelSlots, SequentialSlots, SlotGroups, default_num_envs,  # noqa: F401
                                    make_eval_env, make_slots)
 from pvr.utils import module_device
@@ -86,7 +88,8 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
              frame_stack_mode: str = "cat", desc: str | None = None, progress: bool = True,
              envs: "list | SequentialSlots | ParallelSlots | SlotGroups | None" = None, videos: int = 0,
              video_dir: str | Path | None = None, frame_skips: int = 1, frame_skip_mode: str = "last",
-             proprio_dims: int = 0, parallel: bool = True, pipeline: bool | None = None) -> dict:
+             proprio_dims: int = 0, parallel: bool = True, pipeline: bool | None = None,
+             threads: Callable[[], int] | None = None) -> dict:
     """Mean return, success rate and length over ``episodes`` episodes (deterministic actions).
 
     ``num_envs`` environments play at once (default: one per available core, at most
@@ -98,7 +101,10 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
     :func:`pvr.evaluation.vector.make_slots`).
     ``videos=N`` writes the first N episodes as GIFs (what the agent saw) to ``video_dir``.
     ``frame_skips``/``frame_skip_mode`` apply to the environments built here (not to ``envs``).
-    ``proprio_dims`` > 0 appends that prefix of ``info["true_state"]`` to each observation, as in training."""
+    ``proprio_dims`` > 0 appends that prefix of ``info["true_state"]`` to each observation, as in training.
+    ``threads``, when given, is asked before each encoder call how many threads the encoder may
+    use (:func:`pvr.encoders.runtime.use_threads`): the evaluation process takes all cores while
+    the trainer waits for it. Threads change speed, not results."""
     if episodes <= 0:
         return {"return": float("nan"), "success": float("nan"), "length": float("nan"), "episodes": 0}
     own = envs is None
@@ -138,6 +144,8 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
 
         def act(g: _Group) -> None:
             """One batched encoder + policy call for ``g``'s slots; their environments start stepping."""
+            if threads is not None:
+                use_threads(encoder, threads())
             feats = _encode(encoder, g.obs, g.infos)  # inactive slots carry their last frame; results ignored
             dev = module_device(policy)
             proprio = np.stack([np.asarray(i["true_state"], np.float32)[:proprio_dims] for i in g.infos]) \

@@ -6,6 +6,11 @@ policy weights of an epoch (serialised bytes, so training can keep updating its
 own tensors) and later collects ``result()``. The worker dies with its parent,
 SIGKILL included.
 
+Threads: the worker's encoder runs on its share of the cores (``spec["threads"]``)
+while the trainer trains beside it, and on ``spec["threads_waited"]`` (all of them)
+while the trainer is blocked in ``result()`` waiting for it: a flag in shared memory
+says which, and the worker reads it before each encoder call.
+
 Stopping: the worker ends on SIGTERM by closing its env processes and exiting
 normally, so the named semaphores its ``AsyncVectorEnv``s created are released and
 Python's resource tracker has nothing left to warn about ("leaked semaphore
@@ -60,7 +65,7 @@ def _serialise(weights: dict[str, dict]) -> bytes:
     return buf.getvalue()
 
 
-def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
+def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None) -> None:
     from pvr.evaluation.vector import die_with_owner
     from pvr.utils.procs import thread_lock_for_progress_bars
 
@@ -138,14 +143,26 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
                 policy.load_state_dict(weights["policy"])
                 if "encoder" in weights:  # fine-tuned encoder: its weights change every epoch
                     encoder.load_state_dict(weights["encoder"])
-                out = {}
+                out, used = {}, []
+
+                def threads() -> int:
+                    """The share while the trainer trains, all cores while it waits for this evaluation."""
+                    n = spec.get("threads", 1)
+                    if waited is not None and waited.value:
+                        n = max(n, spec.get("threads_waited") or n)
+                    if not used or used[-1][0] != n:
+                        used.append([n, 0])
+                    used[-1][1] += 1
+                    return n
+
                 for name, slots in envs.items():
                     out[name] = evaluate(policy, encoder, name, episodes=spec["episodes"], seed=spec["seed"],
                                          num_envs=num_envs, num_input_frames=spec["num_input_frames"],
                                          frame_stack_mode=spec["frame_stack_mode"], envs=slots,
                                          proprio_dims=proprio_dims(name) if spec.get("proprio") else 0,
-                                         desc=f"{name} @ {epoch}", progress=spec.get("progress", True))
-                results.send(("result", epoch, (out, time.perf_counter() - started)))
+                                         desc=f"{name} @ {epoch}", progress=spec.get("progress", True),
+                                         threads=threads)
+                results.send(("result", epoch, (out, time.perf_counter() - started, used)))
             except _Stop:
                 raise
             except BaseException as e:
@@ -156,7 +173,10 @@ def _worker_main(spec: dict, requests, results, parent_pid: int) -> None:
         _stop(envs, results)
     finally:
         if not stopping:
-            _close(envs)
+            try:
+                _close(envs)
+            except _Stop:  # asked to stop while closing (the trainer saw an error): stop now, quietly
+                _stop(envs, results)
 
 
 def _close(envs: dict, terminate: bool = False) -> None:
@@ -211,7 +231,11 @@ class EvalWorker:
         # Not a daemon: a daemon may not start children, and the worker starts one process per evaluation
         # env. It still cannot outlive this process: Linux kills it when this one dies (die_with_parent),
         # and an interpreter exiting without close() kills it first instead of waiting for it.
-        self.proc = ctx.Process(target=_worker_main, args=(spec, requests_in, results_out, os.getpid()),
+        # set while this process blocks in result(): the worker then uses spec["threads_waited"] threads.
+        # A raw shared byte (an anonymous mapping): no lock, so no named semaphore to leak.
+        self._waited = ctx.RawValue("b", 0)
+        self.proc = ctx.Process(target=_worker_main,
+                                args=(spec, requests_in, results_out, os.getpid(), self._waited),
                                 daemon=False, name="pvr-eval")
         self.proc.start()
         requests_in.close()  # the worker's ends: once it is gone, reading the results says so (EOF)
@@ -241,11 +265,12 @@ class EvalWorker:
         assert tag == kind, (tag, kind)
         return epoch, payload
 
-    def _finish(self, epoch: int, payload: tuple[dict, float]) -> tuple[int, dict]:
+    def _finish(self, epoch: int, payload: tuple[dict, float, list]) -> tuple[int, dict]:
         assert epoch == self.in_flight, (epoch, self.in_flight)
-        out, seconds = payload
+        out, seconds, threads = payload
         self.in_flight = None
         self.last_seconds = seconds
+        self.last_threads = [tuple(t) for t in threads]  # [(threads, encoder calls), ...] in the order used
         if self.run_dir is not None:
             from pvr.evaluation import timing
 
@@ -272,7 +297,11 @@ class EvalWorker:
             if tag == "error":
                 raise PvrError(f"evaluation failed: {out}")
             return self._finish(epoch, out)
-        return self._finish(*self._wait("result"))
+        self._waited.value = 1  # nothing to do here until it is done: the worker may use every core
+        try:
+            return self._finish(*self._wait("result"))
+        finally:
+            self._waited.value = 0
 
     def _stop_now(self) -> None:
         """SIGTERM (the worker closes its env processes and exits), SIGKILL if it has not within the grace."""
