@@ -160,11 +160,10 @@ def main() -> None:
                 r_pipe = max(r_pipe, pvr_rate(enc, policy, name, kw, n, episodes, parallel=True, pipeline=True))
             extra, best = "", max(r_seq, r_par, r_pipe)
             if rt:
-                from pvr.encoders.runtime import apply_runtime, remove_runtime, runtime_info
+                from pvr.encoders.runtime import remove_runtime, runtime_info
+                from pvr.evaluation.rollout import apply_eval_runtime
 
-                probe = make_eval_env(name, kw)
-                apply_runtime(enc, rt, frame_shape=probe.observation_space.shape, threads=a.threads)
-                probe.close()
+                apply_eval_runtime(enc, rt, name, kw, threads=a.threads)
                 used = runtime_info(enc).runtime
                 r_rt = 0.0
                 for _ in range(max(1, a.repeats)):

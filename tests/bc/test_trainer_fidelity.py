@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import pvr.data
 from pvr.bc import trainer
@@ -90,9 +91,12 @@ class FakeWorker:
 
     log: list = []
     specs: list = []
+    instances: list = []
+    done_when_polled = False
 
     def __init__(self, spec, run_dir=None):
         FakeWorker.specs.append(spec)
+        FakeWorker.instances.append(self)
         self.in_flight = None
 
     def __enter__(self):
@@ -109,8 +113,11 @@ class FakeWorker:
     def busy(self):
         return self.in_flight is not None
 
+    def evaluating(self):
+        return self.in_flight is not None
+
     def result(self, block=True):
-        if not block:
+        if not block and not FakeWorker.done_when_polled:
             return None  # still running
         FakeWorker.log.append(("wait", self.in_flight))
         epoch, self.in_flight = self.in_flight, None
@@ -119,7 +126,8 @@ class FakeWorker:
 
 @pytest.fixture
 def fake_worker(monkeypatch):
-    FakeWorker.log, FakeWorker.specs = [], []
+    FakeWorker.log, FakeWorker.specs, FakeWorker.instances = [], [], []
+    FakeWorker.done_when_polled = False
     monkeypatch.setattr(trainer, "EvalWorker", FakeWorker)
     trained = []
     real = trainer.train_epoch
@@ -190,9 +198,23 @@ def test_the_evaluation_process_gets_its_share_and_all_cores_while_training_wait
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(V, "available_cores", lambda: 8)  # what thread_split reads
     monkeypatch.setattr(trainer, "available_cores", lambda: 8)
-    trainer.train(tiny(data_path, tmp_path, epochs=1), progress=False)
+    seen = []  # (evaluation in flight, threads training may use) before each epoch
+    real = trainer.train_epoch
+
+    def recording(policy, opt, sched, data, cfg, epoch, *rest, threads=None, **kw):
+        worker = fake_worker.instances[-1]
+        seen.append((worker.in_flight is not None, threads()))
+        return real(policy, opt, sched, data, cfg, epoch, *rest, threads=threads, **kw)
+
+    monkeypatch.setattr(trainer, "train_epoch", recording)
+    before = torch.get_num_threads()
+    fake_worker.done_when_polled = True  # an evaluation ends during the epoch after its submission
+    trainer.train(tiny(data_path, tmp_path, epochs=8, eval_every=4), progress=False)
     spec = fake_worker.specs[-1]
     assert (spec["threads"], spec["threads_waited"]) == (2, 8)  # a quarter while training; all while waiting
+    # training takes the other 6 while an evaluation runs, all 8 while none does
+    assert seen == [(True, 6), (False, 8), (False, 8), (False, 8), (True, 6), (False, 8), (False, 8), (False, 8)]
+    assert torch.get_num_threads() == before  # given back when train() returns
 
 
 def test_disable_save_writes_nothing(data_path, tmp_path, fake_worker, capsys):

@@ -209,3 +209,73 @@ def test_cortexbench_mujoco_settings_run_one_metaworld_and_one_dmc_task_end_to_e
     report = json.loads((save / "report.json").read_text())
     assert report["metric"] == "best" and report["protocol"] == "cb-tiny"
     assert {r["status"] for r in report["runs"]} == {"done"}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc)."""
+    import os
+
+    parents = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_killing_a_jobs_benchmark_leaves_no_training_process(tmp_path):
+    """SIGKILL of `pvr benchmark --jobs 2`: its pool workers (each a trainer with an evaluation process
+    and environment processes) stop too, instead of training on unowned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "long.yaml"  # long enough to be training when killed
+    path.write_text(textwrap.dedent(PROTOCOL).replace("epochs: 2", "epochs: 100000")
+                    .split("  broken:")[0])
+    save = tmp_path / "bench"
+    below: list[int] = []
+    proc = subprocess.Popen([sys.executable, "-m", "pvr", "benchmark", str(path), "--embedding_name", "true_state",
+                             "--save_path", str(save), "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(save.glob("runs/*/stats.jsonl")):
+            time.sleep(0.5)
+        assert list(save.glob("runs/*/stats.jsonl")), "no run started training"
+        below = _descendants(proc.pid)
+        assert below
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.time() + 30  # the trainers stop on SIGTERM; their evaluation processes follow
+        while any(_alive(p) for p in below) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in below if _alive(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in below + _descendants(proc.pid):  # orphans are no longer below proc
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass

@@ -85,3 +85,22 @@ def test_use_threads_sets_torch_threads_for_a_torch_encoder():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_evaluating_turns_false_when_the_worker_finishes_before_its_result_is_read():
+    import time
+
+    enc = _random3()
+    action = ActionSpec.from_space(gym.spaces.Discrete(7))
+    with EvalWorker(_spec(enc, action, threads=1)) as worker:
+        assert not worker.evaluating()
+        worker.submit(0, {"policy": Policy(enc.dim, action).state_dict()})
+        assert worker.evaluating() and worker.busy()
+        deadline = time.time() + 120
+        while worker.evaluating() and time.time() < deadline:
+            time.sleep(0.05)
+        assert not worker.evaluating() and worker.busy()  # done, result not collected yet
+        while (done := worker.result(block=False)) is None and time.time() < deadline:
+            time.sleep(0.01)  # the flag is cleared just before the result is sent
+        assert done is not None and done[0] == 0
+        assert not worker.busy()

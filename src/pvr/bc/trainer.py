@@ -202,9 +202,11 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     cfg.validate()
     ENCODERS.get(cfg.embedding_name)  # unknown name: fail before touching anything
     world = distributed.init(cfg.disable_cuda)
+    threads = torch.get_num_threads()
     try:
         return _train(cfg, world, progress=progress and world.is_main)
     finally:
+        torch.set_num_threads(threads)  # a caller's later work (the next run's embedding) gets them back
         distributed.shutdown(world)
 
 
@@ -223,14 +225,14 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
             return run_dir
     device = world.device(cfg.disable_cuda)
     train_threads, eval_threads = thread_split()  # training and evaluation share the cores (documented there)
-    if train_threads:
-        torch.set_num_threads(train_threads)
     action, env_kwargs = precheck(cfg)  # a dataset that does not fit its environment: fail before any write
     if world.is_main:
         for msg in cfg.warnings():
             _warn(msg)
         ensure_features(cfg)  # rank 0 embeds what is missing; the others wait, then read
     world.barrier()
+    if train_threads:  # embedding (above) had every core; from here on evaluation runs beside training
+        torch.set_num_threads(train_threads)
     data, facts = load_demonstrations(cfg)
     if save and world.is_main and not (run_dir / "config.json").exists():  # only once the inputs are good
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -270,10 +272,12 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
         if encoder is not None and any(p.requires_grad for p in encoder.parameters()):
             enc_model = DDP(encoder, device_ids=ids)
 
+    threads_now = None  # set once the evaluation process runs (a single process, threads not set by the user)
+
     def run_epoch(epoch: int) -> dict:
         t0 = time.time()
         out = train_epoch(model, optimizer, scheduler, data, cfg, epoch, device, enc_model, world, per_update,
-                          recipe.loss)
+                          recipe.loss, threads=threads_now)
         if save and world.is_main:  # the stage's wall time, for `pvr report`
             timing.record(run_dir, "train", epoch, time.time() - t0)
         return out
@@ -308,6 +312,12 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
     in_flight: dict | None = None  # what the evaluator is testing: kept in checkpoints until its row is written
     try:
         with EvalWorker(spec, run_dir if save else None) as worker:
+            if train_threads and not world.distributed:
+                cores = available_cores()
+
+                def threads_now() -> int:
+                    """The trainer's share while an evaluation runs beside it, every core while none does."""
+                    return train_threads if worker.evaluating() else cores
 
             def record(epoch: int, test: dict) -> None:
                 nonlocal in_flight
@@ -382,10 +392,11 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
 
 def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainConfig, epoch: int,
                 device: torch.device, encoder=None, world: distributed.World = distributed.World(),
-                per_update: bool = False, loss_fn=None) -> dict:
+                per_update: bool = False, loss_fn=None, threads=None) -> dict:
     """One pass over the demonstrations; ``policy``/``encoder`` may be DDP-wrapped. The scheduler steps
     after every update (``per_update``) or once at the end of the epoch (the original). ``loss_fn`` is
-    the recipe's (default: the policy's own NLL, the original's)."""
+    the recipe's (default: the policy's own NLL, the original's). ``threads``, when given, is asked
+    before each update how many torch threads training may use (all cores while no evaluation runs)."""
     loss_fn = loss_fn or recipes.get(cfg.recipe).loss
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm else float("inf")  # 0: no clipping, norm still logged
     core = getattr(policy, "module", policy)
@@ -398,6 +409,8 @@ def train_epoch(policy, optimizer, scheduler, data: Demonstrations, cfg: TrainCo
     for batch in batches(data, unroll=cfg.unroll_length, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
                          rank=world.rank, world_size=world.size):
         interrupt.check()
+        if threads is not None and torch.get_num_threads() != (n := threads()):
+            torch.set_num_threads(n)
         obs = batch["obs"].to(device) if "obs" in batch else _encode_window(encoder, data, batch["index"], cfg, device)
         batch = {k: v.to(device) for k, v in batch.items() if k != "obs"}
         out, _ = policy(obs, batch["first"], core.initial_state(obs.shape[1]))

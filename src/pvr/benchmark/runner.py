@@ -409,11 +409,20 @@ def _record_timings(run_dir: Path, timings: dict[str, float]) -> None:
     write_json(path, {**old, **{k: round(v, 3) for k, v in timings.items() if v > 0 or k not in old}})
 
 
-def _pin(cores: "multiprocessing.Queue", plugins: list[str]) -> None:
-    """Pool worker start: take one disjoint set of cores (the trainer and its evaluation size their
-    threads and environment processes from the affinity mask) and load the user's plug-ins."""
-    import pvr.plugins
+def _pin(cores: "multiprocessing.Queue", plugins: list[str], owner: int | None = None) -> None:
+    """Pool worker start: die with ``owner`` (the benchmark's process: a pool worker would otherwise
+    train on after it was killed, even with SIGKILL); take one disjoint set of cores (the trainer and
+    its evaluation size their threads and environment processes from the affinity mask); load the
+    user's plug-ins."""
+    import signal
 
+    import pvr.plugins
+    from pvr.evaluation.vector import die_with_owner
+
+    if owner is not None:
+        # SIGTERM: the run stops as on `kill` (its last checkpoint stands, its evaluation process and
+        # environment processes follow it)
+        die_with_owner(owner, signal.SIGTERM)
     mine = cores.get()
     if mine and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, mine)
@@ -476,7 +485,7 @@ def run_parallel(plan: Plan, status: dict[str, str], collect_s: dict[str, float]
         queue.put(c)
     echo(f"training {len(todo)} run(s), {len(sets)} at a time, each on {len(sets[0])} core(s)")
     pool = ProcessPoolExecutor(max_workers=len(sets), mp_context=ctx, initializer=_pin,
-                               initargs=(queue, list(plugins)))
+                               initargs=(queue, list(plugins), os.getpid()))
     pending = {}
     try:
         for head, r in todo:

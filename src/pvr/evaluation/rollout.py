@@ -54,6 +54,19 @@ def _encode(encoder: Encoder, obs: list, infos: list) -> np.ndarray:
         return encode(encoder, batch.to(module_device(encoder))).cpu().numpy()
 
 
+def apply_eval_runtime(encoder: Encoder, runtime: str, env_name: str, env_kwargs: dict | None = None,
+                       threads: int | None = None) -> Encoder:
+    """:func:`pvr.encoders.runtime.apply_runtime`, checked and timed at the size of ``env_name``'s frames."""
+    from pvr.encoders.runtime import apply_runtime
+
+    probe = make_eval_env(env_name, env_kwargs)
+    try:
+        shape = probe.observation_space.shape
+    finally:
+        probe.close()
+    return apply_runtime(encoder, runtime, frame_shape=shape, threads=threads)
+
+
 def pipeline_by_default(encoder: Encoder) -> bool:
     """Whether rendering and encoding overlap by default: when the encoder runs on a GPU.
 

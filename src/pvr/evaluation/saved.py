@@ -10,7 +10,7 @@ from pvr.bc.policy import ActionSpec, Policy
 from pvr.bc.stacking import proprio_dims
 from pvr.embed import make_encoder
 from pvr.errors import PvrError
-from pvr.evaluation.rollout import evaluate
+from pvr.evaluation.rollout import apply_eval_runtime, evaluate
 
 
 def load_policy(run_dir: str | Path) -> tuple[Policy, dict]:
@@ -61,13 +61,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 50, envs: str | None = 
             raise PvrError(f"--runtime {runtime} runs a frozen encoder; this run fine-tuned its encoder: "
                            "use --runtime torch")
         if "encoder" not in meta:
-            from pvr.encoders.runtime import apply_runtime
-            from pvr.evaluation.vector import make_eval_env
-
-            probe = make_eval_env(names[0], run_info.get("env_kwargs", {}).get(names[0], {}))
-            shape = probe.observation_space.shape  # checked and timed at the evaluation frames' size
-            probe.close()
-            apply_runtime(encoder, runtime, frame_shape=shape)
+            apply_eval_runtime(encoder, runtime, names[0], run_info.get("env_kwargs", {}).get(names[0], {}))
     out = {}
     for name in names:
         kwargs = run_info.get("env_kwargs", {}).get(name, {})

@@ -9,7 +9,9 @@ SIGKILL included.
 Threads: the worker's encoder runs on its share of the cores (``spec["threads"]``)
 while the trainer trains beside it, and on ``spec["threads_waited"]`` (all of them)
 while the trainer is blocked in ``result()`` waiting for it: a flag in shared memory
-says which, and the worker reads it before each encoder call.
+says which, and the worker reads it before each encoder call. A second flag,
+``evaluating()``, tells the trainer when the worker is done, so that it can train on
+every core until the next evaluation.
 
 Stopping: the worker ends on SIGTERM by closing its env processes and exiting
 normally, so the named semaphores its ``AsyncVectorEnv``s created are released and
@@ -65,7 +67,7 @@ def _serialise(weights: dict[str, dict]) -> bytes:
     return buf.getvalue()
 
 
-def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None) -> None:
+def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None, evaluating=None) -> None:
     from pvr.evaluation.vector import die_with_owner
     from pvr.utils.procs import thread_lock_for_progress_bars
 
@@ -88,7 +90,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None) ->
 
         pvr.plugins.load(spec.get("plugins", []))
         from pvr.embed import make_encoder
-        from pvr.evaluation.rollout import evaluate, pipeline_by_default
+        from pvr.evaluation.rollout import apply_eval_runtime, evaluate, pipeline_by_default
         from pvr.evaluation.vector import default_num_envs, make_slots
 
         encoder = make_encoder(spec["embedding_name"], seed=spec.get("encoder_seed"), **spec["encoder_kwargs"])
@@ -105,12 +107,8 @@ def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None) ->
                            "use --runtime torch (or --disable_cuda)")
         encoder.to(device)
         if runtime != "torch":
-            from pvr.encoders.runtime import apply_runtime
-
-            probe = pvr.envs.make(spec["envs"][0], **spec["env_kwargs"][spec["envs"][0]])
-            frame_shape = probe.observation_space.shape  # the runtime is checked and timed at this frame size
-            probe.close()
-            apply_runtime(encoder, runtime, frame_shape=frame_shape, threads=spec.get("threads", 1))
+            apply_eval_runtime(encoder, runtime, spec["envs"][0], spec["env_kwargs"][spec["envs"][0]],
+                               threads=spec.get("threads", 1))
         policy = Policy(spec["obs_dim"], ActionSpec.from_dict(spec["action"]), **spec["policy_kwargs"]).to(device)
         skips, skip_mode = int(spec.get("frame_skips", 1)), spec.get("frame_skip_mode", "last")
         # the env processes (one per slot, kept for the whole run) are started once, here
@@ -162,10 +160,14 @@ def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None) ->
                                          proprio_dims=proprio_dims(name) if spec.get("proprio") else 0,
                                          desc=f"{name} @ {epoch}", progress=spec.get("progress", True),
                                          threads=threads)
+                if evaluating is not None:
+                    evaluating.value = 0  # the trainer may take every core from now on
                 results.send(("result", epoch, (out, time.perf_counter() - started, used)))
             except _Stop:
                 raise
             except BaseException as e:
+                if evaluating is not None:
+                    evaluating.value = 0
                 results.send(("error", epoch, _describe(e)))
                 return
     except _Stop:
@@ -234,8 +236,11 @@ class EvalWorker:
         # set while this process blocks in result(): the worker then uses spec["threads_waited"] threads.
         # A raw shared byte (an anonymous mapping): no lock, so no named semaphore to leak.
         self._waited = ctx.RawValue("b", 0)
+        # set by submit(), cleared by the worker as it finishes: whether an evaluation is using its cores now
+        self._evaluating = ctx.RawValue("b", 0)
         self.proc = ctx.Process(target=_worker_main,
-                                args=(spec, requests_in, results_out, os.getpid(), self._waited),
+                                args=(spec, requests_in, results_out, os.getpid(), self._waited,
+                                      self._evaluating),
                                 daemon=False, name="pvr-eval")
         self.proc.start()
         requests_in.close()  # the worker's ends: once it is gone, reading the results says so (EOF)
@@ -280,11 +285,17 @@ class EvalWorker:
     def submit(self, epoch: int, weights: dict[str, dict]) -> None:
         """Evaluate ``{"policy": state_dict[, "encoder": state_dict]}`` as epoch ``epoch``."""
         assert self.in_flight is None, "one evaluation at a time"
+        self._evaluating.value = 1
         self._requests.send((epoch, _serialise(weights)))
         self.in_flight = epoch
 
     def busy(self) -> bool:
+        """Whether an evaluation was submitted and its result not yet collected."""
         return self.in_flight is not None
+
+    def evaluating(self) -> bool:
+        """Whether the worker is evaluating now (False as soon as it finishes, before ``result()``)."""
+        return bool(self._evaluating.value) and self.proc.is_alive()
 
     def result(self, block: bool = True) -> tuple[int, dict] | None:
         """The in-flight evaluation's (epoch, {env: stats}); waits for it unless ``block=False``
