@@ -92,6 +92,7 @@ class FakeWorker:
     log: list = []
     specs: list = []
     instances: list = []
+    threads: dict = {}
     done_when_polled = False
 
     def __init__(self, spec, run_dir=None):
@@ -105,9 +106,10 @@ class FakeWorker:
     def __exit__(self, *exc):
         pass
 
-    def submit(self, epoch, weights):
+    def submit(self, epoch, weights, threads=None):
         assert self.in_flight is None
         FakeWorker.log.append(("submit", epoch))
+        FakeWorker.threads[epoch] = threads
         self.in_flight = epoch
 
     def busy(self):
@@ -126,7 +128,7 @@ class FakeWorker:
 
 @pytest.fixture
 def fake_worker(monkeypatch):
-    FakeWorker.log, FakeWorker.specs, FakeWorker.instances = [], [], []
+    FakeWorker.log, FakeWorker.specs, FakeWorker.instances, FakeWorker.threads = [], [], [], {}
     FakeWorker.done_when_polled = False
     monkeypatch.setattr(trainer, "EvalWorker", FakeWorker)
     trained = []
@@ -191,30 +193,45 @@ def test_the_evaluation_process_gets_the_seed_and_frame_skip(data_path, tmp_path
     assert spec["policy_kwargs"]["activation"] == "relu" and spec["policy_kwargs"]["batch_norm"] is False
 
 
-def test_the_evaluation_process_gets_its_share_and_all_cores_while_training_waits(data_path, tmp_path,
-                                                                                  fake_worker, monkeypatch):
+def _threads_seen(fake_worker, monkeypatch) -> list:
+    """(evaluation in flight, threads training may use or None) before each epoch, with 8 cores."""
     import pvr.evaluation.vector as V
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(V, "available_cores", lambda: 8)  # what thread_split reads
     monkeypatch.setattr(trainer, "available_cores", lambda: 8)
-    seen = []  # (evaluation in flight, threads training may use) before each epoch
+    seen = []
     real = trainer.train_epoch
 
     def recording(policy, opt, sched, data, cfg, epoch, *rest, threads=None, **kw):
         worker = fake_worker.instances[-1]
-        seen.append((worker.in_flight is not None, threads()))
+        seen.append((worker.in_flight is not None, threads() if threads else None))
         return real(policy, opt, sched, data, cfg, epoch, *rest, threads=threads, **kw)
 
     monkeypatch.setattr(trainer, "train_epoch", recording)
-    before = torch.get_num_threads()
     fake_worker.done_when_polled = True  # an evaluation ends during the epoch after its submission
+    return seen
+
+
+def test_threads_are_fixed_by_default_and_the_final_evaluation_gets_every_core(data_path, tmp_path, fake_worker,
+                                                                                monkeypatch):
+    seen = _threads_seen(fake_worker, monkeypatch)
+    before = torch.get_num_threads()
     trainer.train(tiny(data_path, tmp_path, epochs=8, eval_every=4), progress=False)
+    spec = fake_worker.specs[-1]
+    assert (spec["threads"], spec["threads_waited"]) == (2, None)  # a quarter of 8, never more
+    assert [t for _, t in seen] == [None] * 8  # training keeps its 6 threads throughout (set once)
+    assert fake_worker.threads == {0: None, 4: None, 8: 8}  # only the final evaluation: all cores
+    assert torch.get_num_threads() == before  # given back when train() returns
+
+
+def test_adaptive_threads_follow_the_evaluation(data_path, tmp_path, fake_worker, monkeypatch):
+    seen = _threads_seen(fake_worker, monkeypatch)
+    trainer.train(tiny(data_path, tmp_path, epochs=8, eval_every=4, adaptive_threads=True), progress=False)
     spec = fake_worker.specs[-1]
     assert (spec["threads"], spec["threads_waited"]) == (2, 8)  # a quarter while training; all while waiting
     # training takes the other 6 while an evaluation runs, all 8 while none does
     assert seen == [(True, 6), (False, 8), (False, 8), (False, 8), (True, 6), (False, 8), (False, 8), (False, 8)]
-    assert torch.get_num_threads() == before  # given back when train() returns
 
 
 def test_disable_save_writes_nothing(data_path, tmp_path, fake_worker, capsys):

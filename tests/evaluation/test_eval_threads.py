@@ -1,5 +1,5 @@
-"""The evaluation process takes every core while the trainer waits for it, and its share otherwise;
-threads change speed, never the episodes played."""
+"""The evaluation process's threads: its share, a fixed count per evaluation, or (--adaptive_threads)
+every core while the trainer waits for it; the episodes played stay the same."""
 import gymnasium as gym
 import pytest
 import torch
@@ -43,13 +43,18 @@ def test_worker_uses_all_its_threads_only_while_the_trainer_waits():
     assert waited[ENV] == polled[ENV]  # same episodes, same outcome
 
 
-def test_worker_without_a_waited_setting_keeps_its_share():
+def test_worker_without_a_waited_setting_keeps_its_share_or_the_count_given_per_evaluation():
     enc = _random3()
     action = ActionSpec.from_space(gym.spaces.Discrete(7))
+    weights = {"policy": Policy(enc.dim, action).state_dict()}
     with EvalWorker(_spec(enc, action, threads=1)) as worker:
-        worker.submit(0, {"policy": Policy(enc.dim, action).state_dict()})
-        worker.result()
+        worker.submit(0, weights)
+        _, share = worker.result()  # the trainer waits: without threads_waited nothing changes
         assert {n for n, _ in worker.last_threads} == {1}
+        worker.submit(1, weights, threads=2)  # e.g. the final evaluation
+        _, final = worker.result()
+        assert {n for n, _ in worker.last_threads} == {2}
+    assert share[ENV] == final[ENV]
 
 
 @pytest.mark.skipif(not R.is_available("onnxruntime"), reason="onnxruntime or onnx is not installed")

@@ -53,7 +53,8 @@ from pvr.utils import interrupt
 FINAL_POLICY = "policy.pt"
 DONE_MARKER = "done"
 # settings that may differ when a run is resumed: they change how, not what, it computes
-OPERATIONAL = {"disable_cuda", "disable_tensorboard", "wandb", "skip_eval_if_behind", "num_envs_test", "runtime"}
+OPERATIONAL = {"disable_cuda", "disable_tensorboard", "wandb", "skip_eval_if_behind", "num_envs_test", "runtime",
+               "adaptive_threads"}
 ESSENTIAL_PROGRESS = recipes.ESSENTIAL_PROGRESS
 eval_epochs = recipes.original_eval_epochs  # the original recipe's points; each recipe has its own
 
@@ -305,15 +306,16 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
                 seed=cfg.seed * 1_000_003, num_input_frames=cfg.num_input_frames,
                 frame_stack_mode=cfg.frame_stack_mode, proprio=bool(cfg.proprio), frame_skips=cfg.frame_skips,
                 frame_skip_mode=cfg.frame_skip_mode, progress=progress, threads=eval_threads,
-                threads_waited=available_cores(),  # while training waits for an evaluation, it has them all
+                # --adaptive_threads: every core while training waits for an evaluation (timing decides when)
+                threads_waited=available_cores() if cfg.adaptive_threads else None,
                 runtime=cfg.runtime)
     started = time.time()
     pending_train: dict[int, dict | None] = {}
     in_flight: dict | None = None  # what the evaluator is testing: kept in checkpoints until its row is written
     try:
         with EvalWorker(spec, run_dir if save else None) as worker:
-            if train_threads and not world.distributed:
-                cores = available_cores()
+            cores = available_cores()
+            if train_threads and not world.distributed and cfg.adaptive_threads:
 
                 def threads_now() -> int:
                     """The trainer's share while an evaluation runs beside it, every core while none does."""
@@ -333,7 +335,8 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
                 if worker.busy():  # one evaluation at a time: the previous one is recorded first
                     record(*worker.result())
                 pending_train[epoch] = train_stats
-                worker.submit(epoch, w)
+                # the final evaluation has the machine to itself: nothing is left to train
+                worker.submit(epoch, w, threads=cores if epoch == cfg.epochs else None)
                 in_flight = {"epoch": epoch, "train": train_stats or {},
                              "weights": {k: {n: t.detach().cpu().clone() for n, t in sd.items()}
                                          for k, sd in w.items()}}

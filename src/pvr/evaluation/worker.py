@@ -6,12 +6,15 @@ policy weights of an epoch (serialised bytes, so training can keep updating its
 own tensors) and later collects ``result()``. The worker dies with its parent,
 SIGKILL included.
 
-Threads: the worker's encoder runs on its share of the cores (``spec["threads"]``)
-while the trainer trains beside it, and on ``spec["threads_waited"]`` (all of them)
-while the trainer is blocked in ``result()`` waiting for it: a flag in shared memory
-says which, and the worker reads it before each encoder call. A second flag,
-``evaluating()``, tells the trainer when the worker is done, so that it can train on
-every core until the next evaluation.
+Threads: the worker's encoder runs on its share of the cores (``spec["threads"]``),
+or on the count ``submit`` gives for one evaluation (the trainer gives all cores to the
+final one); a fixed count per evaluation keeps its results reproducible bit for bit
+(features computed on more threads round differently). With ``spec["threads_waited"]``
+(``--adaptive_threads``) it also runs on that many while the trainer is blocked in
+``result()`` waiting for it: a flag in shared memory says so, and the worker reads it
+before each encoder call. A second flag, ``evaluating()``, tells the trainer when the
+worker is done, so that an adaptive trainer can train on every core until the next
+evaluation.
 
 Stopping: the worker ends on SIGTERM by closing its env processes and exiting
 normally, so the named semaphores its ``AsyncVectorEnv``s created are released and
@@ -134,7 +137,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None, ev
             msg = requests.recv()
             if msg is None:
                 break
-            epoch, blob = msg
+            epoch, blob, fixed = msg
             started = time.perf_counter()
             try:
                 weights = torch.load(io.BytesIO(blob), weights_only=True, map_location=device)
@@ -145,7 +148,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None, ev
 
                 def threads() -> int:
                     """The share while the trainer trains, all cores while it waits for this evaluation."""
-                    n = spec.get("threads", 1)
+                    n = fixed or spec.get("threads", 1)
                     if waited is not None and waited.value:
                         n = max(n, spec.get("threads_waited") or n)
                     if not used or used[-1][0] != n:
@@ -282,11 +285,12 @@ class EvalWorker:
             timing.record(self.run_dir, "evaluate", epoch, seconds)
         return epoch, out
 
-    def submit(self, epoch: int, weights: dict[str, dict]) -> None:
-        """Evaluate ``{"policy": state_dict[, "encoder": state_dict]}`` as epoch ``epoch``."""
+    def submit(self, epoch: int, weights: dict[str, dict], threads: int | None = None) -> None:
+        """Evaluate ``{"policy": state_dict[, "encoder": state_dict]}`` as epoch ``epoch``, with the
+        encoder on ``threads`` threads (default: the spec's share) for the whole evaluation."""
         assert self.in_flight is None, "one evaluation at a time"
         self._evaluating.value = 1
-        self._requests.send((epoch, _serialise(weights)))
+        self._requests.send((epoch, _serialise(weights), threads))
         self.in_flight = epoch
 
     def busy(self) -> bool:
