@@ -104,10 +104,10 @@ def test_train_writes_run_dir_and_resumes_identically(data_path, tmp_path, monke
     assert set(rows[2]["test"][ENV]) >= {"return", "success"}
 
     real = trainer.train_epoch
-    def dies_at_3(policy, opt, sched, data, cfg, epoch, *rest):
+    def dies_at_3(policy, opt, sched, data, cfg, epoch, *rest, **kw):
         if epoch == 3:
             raise KeyboardInterrupt
-        return real(policy, opt, sched, data, cfg, epoch, *rest)
+        return real(policy, opt, sched, data, cfg, epoch, *rest, **kw)
 
     monkeypatch.setattr(trainer, "train_epoch", dies_at_3)
     with pytest.raises(KeyboardInterrupt):

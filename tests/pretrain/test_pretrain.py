@@ -69,9 +69,11 @@ def test_pretrain_then_embed_and_train_a_policy(tmp_path, models):
     with open_dataset(data, MG, mode="a") as ds:
         arr = embed(ds, make_encoder("moco_mg", ds), batch_size=16, progress=False)
         assert arr.shape == (ds.num_frames, 512) and np.isfinite(np.asarray(arr)).all()
-        # the stored features are the named encoder's output on the raw frames
-        np.testing.assert_allclose(np.asarray(arr[:5]), enc(torch.from_numpy(ds["obs"][:5])).numpy(),
-                                   rtol=1e-4, atol=1e-5)
+        # the stored features are the named encoder's output on the raw frames: equal up to float rounding,
+        # which differs with the batch, the layout (embedding runs channels-last micro-batches) and the
+        # threads, so the tolerance is relative to the features' magnitude
+        ref = enc(torch.from_numpy(ds["obs"][:5])).numpy()
+        np.testing.assert_allclose(np.asarray(arr[:5]), ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
         assert find_features(ds, enc) is not None
     cfg = TrainConfig(env=MG, embedding_name="moco_mg", data_path=str(data), save_path=str(tmp_path / "bc"),
                       xpid="run", epochs=2, num_episodes_test=2, num_envs_test=1, hidden_size=16, batch_size=2,
