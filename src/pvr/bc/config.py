@@ -90,8 +90,8 @@ class TrainConfig:
                                           "skip that point instead of waiting for it (the last epoch is always "
                                           "evaluated)")
     adaptive_threads: bool = _f(False, "give all cores to the evaluation process while training waits for it, "
-                                       "and to training while no evaluation runs (faster: x1.25-1.39 measured "
-                                       "on 2 cores), at the cost of bit-for-bit reproducibility: which steps "
+                                       "and to training while no evaluation runs (faster: whole runs x1.23-1.36 "
+                                       "measured on 2 cores), at the cost of bit-for-bit reproducibility: which steps "
                                        "get more threads depends on timing, and float sums over more threads "
                                        "round differently, so two runs may differ in the last digits. "
                                        "Default: fixed thread counts (the final evaluation always gets all "

@@ -226,6 +226,7 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
             return run_dir
     device = world.device(cfg.disable_cuda)
     train_threads, eval_threads = thread_split()  # training and evaluation share the cores (documented there)
+    cores = available_cores()  # the final evaluation's (and, adaptive, the waiting side's) threads
     action, env_kwargs = precheck(cfg)  # a dataset that does not fit its environment: fail before any write
     if world.is_main:
         for msg in cfg.warnings():
@@ -307,14 +308,13 @@ def _train(cfg: TrainConfig, world: distributed.World, *, progress: bool) -> Pat
                 frame_stack_mode=cfg.frame_stack_mode, proprio=bool(cfg.proprio), frame_skips=cfg.frame_skips,
                 frame_skip_mode=cfg.frame_skip_mode, progress=progress, threads=eval_threads,
                 # --adaptive_threads: every core while training waits for an evaluation (timing decides when)
-                threads_waited=available_cores() if cfg.adaptive_threads else None,
+                threads_waited=cores if cfg.adaptive_threads else None,
                 runtime=cfg.runtime)
     started = time.time()
     pending_train: dict[int, dict | None] = {}
     in_flight: dict | None = None  # what the evaluator is testing: kept in checkpoints until its row is written
     try:
         with EvalWorker(spec, run_dir if save else None) as worker:
-            cores = available_cores()
             if train_threads and not world.distributed and cfg.adaptive_threads:
 
                 def threads_now() -> int:

@@ -288,8 +288,9 @@ def use_threads(encoder: Encoder, threads: int) -> None:
 
     ONNX Runtime and OpenVINO fix their threads when a session is built, so a runtime
     keeps one session per thread count it has been asked for (the evaluation process
-    uses two: its share of the cores while the trainer runs, all of them while the
-    trainer waits); each is checked against torch when it is built, like the first.
+    uses at most two: its share of the cores, and all of them for the final evaluation
+    or, with --adaptive_threads, while the trainer waits); each is checked against
+    torch when it is built, like the first.
     Call it from the thread that runs the encoder (OpenMP's setting is per thread)."""
     threads = max(1, int(threads))
     if torch.get_num_threads() != threads:

@@ -116,8 +116,8 @@ def evaluate(policy: Policy, encoder: Encoder, env_name: str, *, episodes: int, 
     ``frame_skips``/``frame_skip_mode`` apply to the environments built here (not to ``envs``).
     ``proprio_dims`` > 0 appends that prefix of ``info["true_state"]`` to each observation, as in training.
     ``threads``, when given, is asked before each encoder call how many threads the encoder may
-    use (:func:`pvr.encoders.runtime.use_threads`): the evaluation process takes all cores while
-    the trainer waits for it. Threads change speed, not results."""
+    use (:func:`pvr.encoders.runtime.use_threads`; the evaluation process's share, or all cores).
+    Thread counts change speed, and features only in their last bits (floats summed in another order)."""
     if episodes <= 0:
         return {"return": float("nan"), "success": float("nan"), "length": float("nan"), "episodes": 0}
     own = envs is None

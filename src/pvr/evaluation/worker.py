@@ -147,7 +147,7 @@ def _worker_main(spec: dict, requests, results, parent_pid: int, waited=None, ev
                 out, used = {}, []
 
                 def threads() -> int:
-                    """The share while the trainer trains, all cores while it waits for this evaluation."""
+                    """This evaluation's count (or the share); with threads_waited, more while the trainer waits."""
                     n = fixed or spec.get("threads", 1)
                     if waited is not None and waited.value:
                         n = max(n, spec.get("threads_waited") or n)
